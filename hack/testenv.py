@@ -1,0 +1,510 @@
+#!/usr/bin/env python3
+"""A real local Kubernetes control plane on loopback, for tests and the demo.
+
+etcd, kube-apiserver (admission on, PodSecurity included, RBAC, an audit log of writes),
+kube-controller-manager (Deployments, garbage collection, HPA, namespaces), kube-scheduler and
+kwok, which runs fake Nodes (GPU nodes advertising ``nvidia.com/gpu``) and marks the Pods bound
+to them Running and Ready without a kubelet. Nodes and pods get loopback addresses; nothing here
+ever sends traffic to them.
+
+    python hack/testenv.py up   [--dir DIR]   # start in the background, print the kubeconfig path
+    python hack/testenv.py down [--dir DIR]   # stop what `up` started
+
+Only the standard library is used, so the script runs before any virtual environment exists.
+The binaries come from hack/build-testenv.sh (built once per machine, cached by version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HACK = Path(__file__).resolve().parent
+DEFAULT_DIR = HACK.parent / ".testenv"
+SERVICE_CIDR = "10.96.0.0/16"  # allocation only: no test ever connects to a ClusterIP
+POD_CIDR = "127.10.0.0/16"  # kwok hands pods loopback addresses
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+
+
+@dataclass(frozen=True)
+class FakeNode:
+    name: str
+    gpus: int = 0
+    product: str = ""
+    cpu: str = "32"
+    memory: str = "256Gi"
+
+
+FAKE_NODES = (
+    FakeNode("gpu-h100-0", gpus=4, product="NVIDIA-H100-80GB-HBM3"),
+    FakeNode("gpu-h100-1", gpus=4, product="NVIDIA-H100-80GB-HBM3"),
+    FakeNode("gpu-a10-0", gpus=2, product="NVIDIA-A10"),
+    FakeNode("cpu-0"),
+)
+
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  # Writes only: enough to prove a converged operator writes nothing.
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+"""
+
+
+def build_binaries() -> Path:
+    """Build (or reuse) the binaries and return their directory."""
+    out = subprocess.run(
+        [str(HACK / "build-testenv.sh")], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(pki: Path) -> None:
+    """One CA; the apiserver's serving cert; an admin client cert; the service-account key."""
+    pki.mkdir(parents=True, exist_ok=True)
+    openssl("genrsa", "-out", "ca.key", "2048", cwd=pki)
+    openssl(
+        "req", "-x509", "-new", "-key", "ca.key", "-days", "3650",
+        "-subj", "/CN=torchship-testenv-ca", "-out", "ca.crt", cwd=pki,
+    )  # fmt: skip
+    (pki / "san.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subject, ext in (
+        ("apiserver", "/CN=kube-apiserver", "san.ext"),
+        ("admin", "/O=system:masters/CN=admin", "client.ext"),
+    ):
+        openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
+        openssl(
+            "req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki
+        )
+        openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "3650", "-extfile", ext, "-out", f"{name}.crt", cwd=pki,
+        )  # fmt: skip
+    openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def kubeconfig_text(server: str, pki: Path) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "testenv",
+                    "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate": str(pki / "admin.crt"),
+                        "client-key": str(pki / "admin.key"),
+                    },
+                }
+            ],
+            "contexts": [{"name": "testenv", "context": {"cluster": "testenv", "user": "admin"}}],
+            "current-context": "testenv",
+        },
+        indent=2,
+    )
+
+
+def node_manifest(node: FakeNode) -> dict:
+    labels = {
+        "type": "kwok",
+        "kubernetes.io/hostname": node.name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "node.kubernetes.io/instance-type": "gpu" if node.gpus else "cpu",
+    }
+    capacity = {"cpu": node.cpu, "memory": node.memory, "pods": "110"}
+    spec: dict = {}
+    if node.gpus:
+        labels |= {"nvidia.com/gpu.product": node.product, "nvidia.com/gpu.count": str(node.gpus)}
+        capacity["nvidia.com/gpu"] = str(node.gpus)
+        spec["taints"] = [GPU_TAINT]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": node.name,
+            "labels": labels,
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+        },
+        "spec": spec,
+        # Capacity is set at creation so the scheduler sees the GPUs before kwok's first beat.
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+        },
+    }
+
+
+@dataclass
+class ControlPlane:
+    """Processes of one local control plane, rooted in ``workdir``."""
+
+    workdir: Path
+    bin_dir: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def pki(self) -> Path:
+        return self.workdir / "pki"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, *, detach: bool = False, timeout: float = 120) -> None:
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        (self.workdir / "logs").mkdir(parents=True)
+        make_pki(self.pki)
+        (self.workdir / "audit-policy.yaml").write_text(AUDIT_POLICY)
+        self.ports = {
+            name: free_port()
+            for name in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")
+        }
+        self.kubeconfig.write_text(kubeconfig_text(self.server, self.pki))
+        try:
+            self._spawn("etcd", self._etcd_args(), detach)
+            self._wait_http(f"http://127.0.0.1:{self.ports['etcd']}/health", "etcd", timeout)
+            self._spawn("kube-apiserver", self._apiserver_args(), detach)
+            self._wait_http(f"{self.server}/readyz", "kube-apiserver", timeout)
+            self._spawn("kube-controller-manager", self._kcm_args(), detach)
+            self._spawn("kube-scheduler", self._scheduler_args(), detach)
+            self._spawn("kwok", self._kwok_args(), detach)
+            self._create_nodes()
+            self._wait_nodes_ready(timeout)
+            self._wait_default_service_account(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        (self.workdir / "state.json").write_text(
+            json.dumps({"ports": self.ports, "pids": {n: p.pid for n, p in self.procs.items()}})
+        )
+
+    @classmethod
+    def attach(cls, workdir: Path, bin_dir: Path) -> ControlPlane:
+        """A handle on a control plane that `up` started earlier (no process control)."""
+        state = json.loads((workdir / "state.json").read_text())
+        return cls(workdir=workdir, bin_dir=bin_dir, ports=state["ports"])
+
+    def stop(self) -> None:
+        # Reverse order: kwok and controllers first, etcd last.
+        for name, proc in reversed(list(self.procs.items())):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            self.procs.pop(name)
+
+    def restart(self, component: str) -> None:
+        """Stop one component and start it again with the same flags (fault tests)."""
+        proc = self.procs[component]
+        proc.terminate()
+        proc.wait(30)
+        self._spawn(component, proc.args[1:], detach=False)
+        if component == "kube-apiserver":
+            self._wait_http(f"{self.server}/readyz", component, 120)
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,  # noqa: A002 (mirrors subprocess.run)
+        check: bool = True,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(self.bin_dir / "kubectl"), *args],
+            input=input,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}{proc.stdout}")
+        return proc
+
+    def get(self, path: str) -> bytes:
+        """GET a path on the apiserver as the admin (e.g. '/metrics')."""
+        with urllib.request.urlopen(f"{self.server}{path}", context=self._ssl(), timeout=30) as r:
+            return r.read()
+
+    def metrics_text(self) -> str:
+        return self.get("/metrics").decode()
+
+    def audit_events(self) -> list[dict]:
+        """Write requests seen by the apiserver so far (the audit policy logs only writes)."""
+        if not self.audit_log.exists():
+            return []
+        with self.audit_log.open() as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _ssl(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return ctx
+
+    def _spawn(self, name: str, args: list[str], detach: bool) -> None:
+        log = (self.workdir / "logs" / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [str(self.bin_dir / name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=detach,
+            # Attached children die with their parent, even when it is SIGKILLed.
+            preexec_fn=None if detach else _die_with_parent,
+        )
+
+    def _wait_http(self, url: str, name: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        context = self._ssl() if url.startswith("https") else None
+        while True:
+            self._check_alive(name)
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(url, context=context, timeout=5) as r,
+            ):
+                if r.status == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} did not become healthy at {url}; see {self._log(name)}")
+            time.sleep(0.2)
+
+    def _check_alive(self, name: str) -> None:
+        proc = self.procs[name]
+        if proc.poll() is not None:
+            tail = self._log(name).read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+
+    def _log(self, name: str) -> Path:
+        return self.workdir / "logs" / f"{name}.log"
+
+    def _etcd_args(self) -> list[str]:
+        client = f"http://127.0.0.1:{self.ports['etcd']}"
+        peer = f"http://127.0.0.1:{self.ports['etcd-peer']}"
+        return [
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}",
+            "--unsafe-no-fsync",  # test data: durability is not worth the latency
+            "--quota-backend-bytes=4294967296",
+            "--log-level=warn",
+        ]
+
+    def _apiserver_args(self) -> list[str]:
+        pki = self.pki
+        return [
+            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.ports['apiserver']}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC",
+            # The default plugins (PodSecurity, ServiceAccount, ...) plus NodeRestriction.
+            "--enable-admission-plugins=NodeRestriction",
+            "--allow-privileged=true",
+            f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=batch",
+            "--audit-log-batch-max-wait=1s",
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+            "--v=1",
+        ]
+
+    def _component_kubeconfig(self) -> list[str]:
+        kc = str(self.kubeconfig)
+        return [
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+        ]
+
+    def _kcm_args(self) -> list[str]:
+        return [
+            *self._component_kubeconfig(),
+            f"--secure-port={self.ports['kcm']}",
+            f"--service-account-private-key-file={self.pki / 'sa.key'}",
+            f"--root-ca-file={self.pki / 'ca.crt'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--cluster-name=torchship-testenv",
+            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+            # Quicker feedback for tests than the production defaults.
+            "--horizontal-pod-autoscaler-sync-period=5s",
+            "--concurrent-deployment-syncs=10",
+            "--concurrent-replicaset-syncs=10",
+            "--concurrent-gc-syncs=40",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+            "--v=1",
+        ]
+
+    def _scheduler_args(self) -> list[str]:
+        return [
+            *self._component_kubeconfig(),
+            f"--secure-port={self.ports['scheduler']}",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+            "--v=1",
+        ]
+
+    def _kwok_args(self) -> list[str]:
+        return [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--config={self.bin_dir / 'kwok-stages.yaml'}",
+            "--node-lease-duration-seconds=40",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            f"--cidr={POD_CIDR}",
+            "--node-ip=127.0.0.1",
+            f"--server-address=127.0.0.1:{self.ports['kwok']}",
+        ]
+
+    def _create_nodes(self) -> None:
+        items = [node_manifest(n) for n in FAKE_NODES]
+        self.kubectl(
+            "apply",
+            "--server-side",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+        )
+
+    def _wait_nodes_ready(self, timeout: float) -> None:
+        self.kubectl(
+            "wait", "--for=condition=Ready", "node", "--all", f"--timeout={int(timeout)}s",
+            timeout=timeout + 10,
+        )  # fmt: skip
+
+    def _wait_default_service_account(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.kubectl("get", "serviceaccount", "default", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the default ServiceAccount never appeared")
+            time.sleep(0.2)
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def stop_detached(workdir: Path) -> bool:
+    """Stop the processes a detached `up` started; True when something was running."""
+    state_file = workdir / "state.json"
+    if not state_file.exists():
+        return False
+    pids = json.loads(state_file.read_text())["pids"]
+    for pid in reversed(list(pids.values())):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for pid in pids.values():
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    state_file.unlink()
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state directory")
+    args = parser.parse_args(argv)
+    workdir = args.dir.resolve()
+    if args.command == "down":
+        print("stopped" if stop_detached(workdir) else f"nothing running in {workdir}")
+        return 0
+    stop_detached(workdir)
+    started = time.monotonic()
+    plane = ControlPlane(workdir=workdir, bin_dir=build_binaries())
+    plane.start(detach=True)
+    print(f"control plane up in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    print(f"export KUBECONFIG={plane.kubeconfig} PATH={plane.bin_dir}:$PATH")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

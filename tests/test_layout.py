@@ -1,0 +1,49 @@
+"""Project layout guards: the `operator` trap, package separation, lint."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_no_importable_top_level_package_named_operator():
+    assert not (ROOT / "operator" / "__init__.py").exists()
+    # The standard library's module still wins the name.
+    out = subprocess.run(
+        [sys.executable, "-c", "import operator; print(operator.__file__)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "site-packages" not in out.stdout
+    assert str(ROOT / "operator") not in out.stdout
+
+
+def test_runtime_imports_nothing_from_the_operator():
+    for path in (ROOT / "runtime").rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith(("torchship_operator", "kopf", "kubernetes")), (
+                    f"{path}: runtime imports {name}"
+                )
+
+
+def test_ruff_lint_and_format_are_clean():
+    ruff = [sys.executable, "-m", "ruff"]
+    lint = subprocess.run([*ruff, "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    fmt = subprocess.run(
+        [*ruff, "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr

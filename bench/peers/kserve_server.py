@@ -1,0 +1,54 @@
+"""The KServe Python model server serving a benchmark model over OIP v2, its recommended way.
+
+python bench/peers/kserve_server.py --model small --port 9001
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import models
+
+
+class BenchModel(Model):
+    def __init__(self, name: str, kind: str) -> None:
+        super().__init__(name)
+        self.kind = kind
+        self.module: torch.nn.Module | None = None
+
+    def load(self) -> bool:
+        self.module = models.build(self.kind)
+        self.ready = True
+        return self.ready
+
+    def predict(self, payload: InferRequest, headers=None) -> InferResponse:
+        array = payload.inputs[0].as_numpy().astype(np.float32, copy=False)
+        with torch.inference_mode():
+            out = self.module(torch.from_numpy(array)).numpy()
+        output = InferOutput(name="output__0", shape=list(out.shape), datatype="FP32")
+        output.set_data_from_numpy(out, binary_data=False)
+        return InferResponse(
+            model_name=self.name, infer_outputs=[output], response_id=payload.id or ""
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", choices=sorted(models.SHAPES), required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    model = BenchModel(args.model, args.model)
+    model.load()
+    ModelServer(http_port=args.port, enable_grpc=False, enable_latency_logging=False).start([model])
+
+
+if __name__ == "__main__":
+    main()

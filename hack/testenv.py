@@ -114,7 +114,19 @@ def make_pki(pki: Path) -> None:
     openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
 
-def kubeconfig_text(server: str, pki: Path) -> str:
+def issue_client_cert(pki: Path, name: str, user: str, groups: tuple[str, ...]) -> None:
+    """A client certificate for `user` in `groups`, signed by the control plane's CA."""
+    subject = "".join(f"/O={g}" for g in groups) + f"/CN={user}"
+    openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
+    openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki)
+    openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "3650", "-extfile", "client.ext",
+        "-out", f"{name}.crt", cwd=pki,
+    )  # fmt: skip
+
+
+def kubeconfig_text(server: str, pki: Path, user: str = "admin") -> str:
     return json.dumps(
         {
             "apiVersion": "v1",
@@ -127,14 +139,14 @@ def kubeconfig_text(server: str, pki: Path) -> str:
             ],
             "users": [
                 {
-                    "name": "admin",
+                    "name": user,
                     "user": {
-                        "client-certificate": str(pki / "admin.crt"),
-                        "client-key": str(pki / "admin.key"),
+                        "client-certificate": str(pki / f"{user}.crt"),
+                        "client-key": str(pki / f"{user}.key"),
                     },
                 }
             ],
-            "contexts": [{"name": "testenv", "context": {"cluster": "testenv", "user": "admin"}}],
+            "contexts": [{"name": "testenv", "context": {"cluster": "testenv", "user": user}}],
             "current-context": "testenv",
         },
         indent=2,
@@ -282,6 +294,15 @@ class ControlPlane:
         if check and proc.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}{proc.stdout}")
         return proc
+
+    def kubeconfig_for(self, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig for another identity (its own client certificate), e.g. to tell the
+        operator's requests apart in the audit log, or to test RBAC with real credentials."""
+        path = self.workdir / f"kubeconfig-{user}"
+        if not path.exists():
+            issue_client_cert(self.pki, user, user, groups)
+            path.write_text(kubeconfig_text(self.server, self.pki, user))
+        return path
 
     def get(self, path: str) -> bytes:
         """GET a path on the apiserver as the admin (e.g. '/metrics')."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -166,3 +167,14 @@ def test_audit_log_records_writes_by_user(control_plane, namespace):
     (event,) = wait_for(seen, timeout=10)
     assert event["verb"] == "create"
     assert event["user"]["username"] == "admin"
+
+
+def test_other_identities_get_their_own_credentials_and_rbac_applies(control_plane, namespace):
+    kubeconfig = control_plane.kubeconfig_for("someone")
+    env = {**control_plane.env, "KUBECONFIG": str(kubeconfig)}
+    kubectl = str(control_plane.bin_dir / "kubectl")
+    denied = subprocess.run(
+        [kubectl, "get", "secrets", "-n", namespace], env=env, capture_output=True, text=True
+    )
+    assert denied.returncode != 0
+    assert 'User "someone" cannot list resource "secrets"' in denied.stderr

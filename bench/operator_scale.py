@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""Operator scale benchmark on the local control plane.
+
+For each N: create N ModelServices at once and measure the time until all are Ready, the
+reconciles per second, the API write requests per ModelService (from the apiserver's audit log,
+attributed by the operator's own client certificate), the operator's peak RSS, and the writes
+per minute once everything has converged (target: zero). The floor, measured side by side on a
+fresh control plane: the same API server creating the same Deployments and Services directly
+from one client and waiting until they are Available.
+
+    .venv/bin/python bench/operator_scale.py --sizes 100 500 1000 --json bench/results/scale.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "hack"))
+import testenv  # noqa: E402 (hack/ is not a package)
+
+OPERATOR_USER = "torchship-operator"
+CRD = ROOT / "crds" / "torchship.dev_modelservices.yaml"
+
+
+@dataclass
+class Result:
+    n: int
+    all_ready_seconds: float
+    floor_seconds: float
+    ratio_to_floor: float
+    reconciles_per_second: float
+    writes_per_modelservice: float
+    steady_writes_per_minute: float
+    operator_peak_rss_mb: float
+
+
+def modelservice(name: str) -> dict:
+    return {
+        "apiVersion": "torchship.dev/v1alpha1",
+        "kind": "ModelService",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": "https://models.example.com/mlp/v1/model.pt", "format": "torchscript"},
+            "replicas": 1,
+        },
+    }
+
+
+def floor_objects(name: str) -> list[dict]:
+    labels = {"app": name}
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "runtime", "image": "runtime:bench"}]},
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"selector": labels, "ports": [{"port": 8080}]},
+        },
+    ]
+
+
+async def create_all(api, namespace: str, bodies: list[dict], concurrency: int = 32) -> None:
+    """Create objects through the generic dynamic path, `concurrency` requests in flight."""
+    from kubernetes import utils
+
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(body: dict) -> None:
+        async with semaphore:
+            await asyncio.to_thread(utils.create_from_dict, api, body, namespace=namespace)
+
+    await asyncio.gather(*(one(b) for b in bodies))
+
+
+def count_ready(plane: testenv.ControlPlane, namespace: str, kind: str) -> int:
+    out = plane.kubectl("get", kind, "-n", namespace, "-o", "json", timeout=300).stdout
+    items = json.loads(out)["items"]
+    ready = 0
+    for item in items:
+        conditions = item.get("status", {}).get("conditions", [])
+        wanted = "Ready" if kind == "modelservices" else "Available"
+        if any(c["type"] == wanted and c["status"] == "True" for c in conditions):
+            ready += 1
+    return ready
+
+
+def wait_all(plane, namespace: str, kind: str, n: int, timeout: float) -> float:
+    started = time.monotonic()
+    while count_ready(plane, namespace, kind) < n:
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"not all {n} {kind} ready within {timeout}s")
+        time.sleep(1)
+    return time.monotonic() - started
+
+
+def operator_writes(plane: testenv.ControlPlane, since: float = 0.0) -> int:
+    return sum(
+        1
+        for e in plane.audit_events()
+        if e["user"]["username"] == OPERATOR_USER
+        and _event_time(e) >= since
+        and e.get("objectRef", {}).get("resource") != "events"
+    )
+
+
+def _event_time(event: dict) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(
+        event["requestReceivedTimestamp"].replace("Z", "+00:00")
+    ).timestamp()
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reconciles_total(metrics_port: int) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("torchship_reconciles_total{")
+    )
+
+
+def fresh_plane(tmp: Path, name: str) -> testenv.ControlPlane:
+    plane = testenv.ControlPlane(workdir=tmp / name, bin_dir=testenv.build_binaries())
+    plane.start()
+    return plane
+
+
+def measure_floor(tmp: Path, n: int, timeout: float) -> float:
+    from kubernetes import config
+
+    plane = fresh_plane(tmp, f"floor-{n}")
+    try:
+        plane.kubectl("create", "namespace", "bench")
+        api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+        bodies = [o for i in range(n) for o in floor_objects(f"m{i:04d}")]
+        started = time.monotonic()
+        asyncio.run(create_all(api, "bench", bodies))
+        wait_all(plane, "bench", "deployments", n, timeout)
+        return time.monotonic() - started
+    finally:
+        plane.stop()
+
+
+def measure_operator(tmp: Path, n: int, timeout: float, steady_seconds: float) -> Result:
+    from kubernetes import config
+
+    plane = fresh_plane(tmp, f"operator-{n}")
+    operator = None
+    try:
+        plane.kubectl("apply", "--server-side", "-f", str(CRD))
+        plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
+        plane.kubectl("create", "namespace", "bench")
+        metrics_port = testenv.free_port()
+        env = {
+            **plane.env,
+            "KUBECONFIG": str(plane.kubeconfig_for(OPERATOR_USER, ("system:masters",))),
+            "TORCHSHIP_METRICS_PORT": str(metrics_port),
+            "TORCHSHIP_HEALTH_PORT": str(testenv.free_port()),
+            "TORCHSHIP_LOG_LEVEL": "WARNING",
+        }
+        log = (tmp / f"operator-{n}.log").open("wb")
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "torchship_operator"], env=env, stdout=log, stderr=log
+        )
+        time.sleep(3)  # the operator's watches are established
+        api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+        bodies = [modelservice(f"m{i:04d}") for i in range(n)]
+        started = time.monotonic()
+        asyncio.run(create_all(api, "bench", bodies))
+        wait_all(plane, "bench", "modelservices", n, timeout)
+        elapsed = time.monotonic() - started
+        reconciles = reconciles_total(metrics_port)
+        time.sleep(5)  # let the audit batch flush and late status writes land
+        writes = operator_writes(plane)
+        steady_from = time.time()
+        time.sleep(steady_seconds)
+        time.sleep(2)  # the audit log's batch delay
+        steady = operator_writes(plane, since=steady_from)
+        return Result(
+            n=n,
+            all_ready_seconds=round(elapsed, 2),
+            floor_seconds=0.0,
+            ratio_to_floor=0.0,
+            reconciles_per_second=round(reconciles / elapsed, 1),
+            writes_per_modelservice=round(writes / n, 2),
+            steady_writes_per_minute=round(steady * 60 / steady_seconds, 2),
+            operator_peak_rss_mb=round(peak_rss_mb(operator.pid), 1),
+        )
+    finally:
+        if operator is not None:
+            operator.terminate()
+            operator.wait(30)
+        plane.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500, 1000])
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--steady-seconds", type=float, default=60)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="torchship-scale-") as tmp:
+        for n in args.sizes:
+            result = measure_operator(Path(tmp), n, args.timeout, args.steady_seconds)
+            result.floor_seconds = round(measure_floor(Path(tmp), n, args.timeout), 2)
+            result.ratio_to_floor = round(result.floor_seconds / result.all_ready_seconds, 2)
+            results.append(result)
+            print(json.dumps(asdict(result)), flush=True)
+    header = (
+        "| N | all Ready (s) | direct-create floor (s) | floor/operator speed | reconciles/s "
+        "| writes per ModelService | writes/min after convergence | operator peak RSS (MB) |"
+    )
+    print("\n" + header + "\n|" + "---|" * 8)
+    for r in results:
+        print(
+            f"| {r.n} | {r.all_ready_seconds} | {r.floor_seconds} | {r.ratio_to_floor} "
+            f"| {r.reconciles_per_second} | {r.writes_per_modelservice} "
+            f"| {r.steady_writes_per_minute} | {r.operator_peak_rss_mb} |"
+        )
+    print(f"\nmachine: {os.cpu_count()} cores; {sys.platform}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""kopf wiring: watch caches (indexes), thin event handlers that enqueue the owning
+ModelService, one startup handler with every setting, and the workers that reconcile.
+
+Only event-watching handlers and indexes are used, so kopf keeps no bookkeeping on our objects:
+no finalizer, no last-handled-configuration annotation, nothing written to spec. Deletion is
+the garbage collector's job through owner references.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from . import api, render, status
+from .kube import Kube, make_api_client
+from .metrics import MODELSERVICES, QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
+from .reconcile import Event, Observed, now_iso, reconcile
+from .settings import Settings
+from .workqueue import WorkQueue
+
+log = logging.getLogger("torchship")
+
+MANAGED = {"app.kubernetes.io/managed-by": render.MANAGED_BY}
+CHILD = {render.LABEL_MS: kopf.PRESENT}
+
+
+class Controller:
+    """Process-wide state: settings, client, queue and the kopf indexes once known."""
+
+    def __init__(self) -> None:
+        self.settings = Settings.from_env()
+        self.queue = WorkQueue()
+        self.kube: Kube | None = None
+        self.indexes: dict[str, kopf.Index] = {}
+        self.readiness: dict[Hashable, bool] = {}
+        self.workers: list[asyncio.Task] = []
+
+    def observe(self, key: tuple[str, str]) -> Observed | None:
+        bodies = list(self.indexes["modelservice_index"].get(key, []))
+        if not bodies:
+            return None
+
+        def children(index: str) -> list[Mapping[str, Any]]:
+            return list(self.indexes[index].get(key, []))
+
+        return Observed(
+            body=bodies[0],
+            deployments=children("deployment_index"),
+            services=children("service_index"),
+            hpas=children("hpa_index"),
+            pods=children("pod_index"),
+        )
+
+
+controller = Controller()
+
+
+# -- watch caches ---------------------------------------------------------------------------
+
+
+@kopf.index(api.GROUP, api.VERSION, api.PLURAL)
+def modelservice_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
+    return {(namespace, name): body}
+
+
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+def deployment_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
+    return {(namespace, labels[render.LABEL_MS]): body}
+
+
+@kopf.index("v1", "services", labels=MANAGED)
+def service_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
+    return {(namespace, labels[render.LABEL_MS]): body}
+
+
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+def hpa_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
+    return {(namespace, labels[render.LABEL_MS]): body}
+
+
+@kopf.index("v1", "pods", labels=CHILD)
+def pod_index(namespace: str, name: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
+    # Only what status reasons need: a pod cache stays small at a thousand ModelServices.
+    slim_status = {
+        "conditions": list(status.get("conditions", [])),
+        "containerStatuses": list(status.get("containerStatuses", [])),
+    }
+    return {
+        (namespace, labels[render.LABEL_MS]): {
+            "metadata": {"name": name, "labels": dict(labels)},
+            "status": slim_status,
+        }
+    }
+
+
+# -- events -> queue -----------------------------------------------------------------------
+
+
+def remember(kwargs: Mapping[str, Any]) -> None:
+    if not controller.indexes:
+        controller.indexes = {k: v for k, v in kwargs.items() if k.endswith("_index")}
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+def modelservice_changed(namespace: str, name: str, **kwargs: Any) -> None:
+    remember(kwargs)
+    controller.queue.add((namespace, name))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("v1", "services", labels=MANAGED)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+@kopf.on.event("v1", "pods", labels=CHILD)
+def child_changed(namespace: str, labels: Mapping, **kwargs: Any) -> None:
+    remember(kwargs)
+    # A short delay folds the burst of events one rollout step causes into one pass.
+    controller.queue.add((namespace, labels[render.LABEL_MS]), delay=0.2)
+
+
+# -- lifecycle -----------------------------------------------------------------------------
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    config = controller.settings
+    logging.getLogger().setLevel(config.log_level.upper())
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per event otherwise
+    settings.posting.level = logging.WARNING  # kopf's own events: only problems
+    settings.persistence.finalizer = f"{api.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=api.GROUP)
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    settings.batching.worker_limit = 64
+    settings.peering.lifetime = 15  # a dead leader is replaced within seconds
+    settings.peering.mandatory = config.leader_election
+    start_http_server(config.metrics_port)
+    controller.kube = Kube(make_api_client())
+    controller.workers = [
+        asyncio.create_task(worker(), name=f"reconcile-{i}") for i in range(config.workers)
+    ]
+    log.info(
+        "operator started: namespaces=%s, runtime image %s",
+        config.namespaces or "all",
+        config.runtime_image,
+    )
+
+
+@kopf.on.cleanup()
+async def stop(**_: Any) -> None:
+    for task in controller.workers:
+        task.cancel()
+    await asyncio.gather(*controller.workers, return_exceptions=True)
+
+
+@kopf.on.probe(id="workqueue")
+def workqueue_depth(**_: Any) -> int:
+    return len(controller.queue)
+
+
+# -- workers ---------------------------------------------------------------------------------
+
+
+async def worker() -> None:
+    queue = controller.queue
+    while True:
+        key = await queue.get()
+        QUEUE_DEPTH.set(len(queue))
+        try:
+            await reconcile_key(key)
+        finally:
+            queue.done(key)
+
+
+async def reconcile_key(key: tuple[str, str]) -> None:
+    queue = controller.queue
+    observed = controller.observe(key)
+    if observed is None:  # deleted: its children go with it (owner references)
+        queue.forget(key)
+        controller.readiness.pop(key, None)
+        update_readiness_gauge()
+        return
+    started = time.perf_counter()
+    try:
+        outcome = await reconcile(observed, controller.kube, controller.settings, now=time.time())
+    except Exception as error:  # any failure: back off, never a hot loop
+        delay = queue.retry(key)
+        RECONCILES.labels("error").inc()
+        log.warning("reconcile of %s/%s failed, retrying in %.1fs: %s", *key, delay, error)
+        if delay >= 30:
+            await post_events(observed.body, [Event("Warning", "ReconcileError", short(error))])
+        return
+    finally:
+        RECONCILE_SECONDS.observe(time.perf_counter() - started)
+    queue.forget(key)
+    RECONCILES.labels("success").inc()
+    await post_events(observed.body, outcome.events)
+    controller.readiness[key] = outcome.ready
+    update_readiness_gauge()
+    if outcome.writes:
+        log.info("reconciled %s/%s: wrote %s", *key, ", ".join(outcome.writes))
+    if outcome.requeue_after is not None:
+        queue.add(key, delay=outcome.requeue_after)
+
+
+def short(error: Exception) -> str:
+    return status.short(str(error))
+
+
+async def post_events(body: Mapping[str, Any], events: list[Event]) -> None:
+    for event in events:
+        try:
+            await controller.kube.post_event(
+                body, event.type, event.reason, event.message, now_iso()
+            )
+        except Exception as error:  # an event lost is no reason to fail the reconcile
+            log.warning(
+                "event %s for %s not posted: %s", event.reason, body["metadata"]["name"], error
+            )
+
+
+def update_readiness_gauge() -> None:
+    ready = sum(controller.readiness.values())
+    MODELSERVICES.labels("true").set(ready)
+    MODELSERVICES.labels("false").set(len(controller.readiness) - ready)

@@ -1,0 +1,171 @@
+"""The only module that talks to the API server: apply, scale, delete, status, nothing else.
+
+It knows the client, not ModelService semantics. Writes are skipped when the live object
+already holds every field we would apply (compared semantically), so a converged system
+makes no write requests at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from kubernetes.utils import parse_quantity
+
+from . import api
+
+FIELD_MANAGER = "torchship"
+USER_AGENT = "torchship-operator"
+PATHS = {
+    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{namespace}/deployments",
+    ("v1", "Service"): "/api/v1/namespaces/{namespace}/services",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): (
+        "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
+    ),
+}
+MS_PATH = f"/apis/{api.API_VERSION}/namespaces/{{namespace}}/{api.PLURAL}/{{name}}"
+
+
+def make_api_client(pool_size: int = 32) -> client.ApiClient:
+    """In-cluster credentials when there, else KUBECONFIG."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    api_client = client.ApiClient(configuration)
+    api_client.user_agent = USER_AGENT
+    return api_client
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """True when `live` already has every field of `desired` with an equal value.
+
+    Fields the API server adds (defaults, status, managedFields) are ignored; quantities
+    compare by value ("1000m" == "1").
+    """
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            k in live and contains(live[k], v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
+        )
+    if live == desired:
+        return True
+    if isinstance(live, str | int) and isinstance(desired, str | int):
+        try:
+            return parse_quantity(live) == parse_quantity(desired)
+        except ValueError:
+            return False
+    return False
+
+
+class Kube:
+    """Async facade over the (synchronous) official client: calls run in worker threads."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+
+    async def _call(
+        self, method: str, path: str, body: Any = None, content_type: str | None = None, **query
+    ) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self._call_sync, method, path, body, content_type, query)
+
+    def _call_sync(
+        self, method: str, path: str, body: Any, content_type: str | None, query: dict
+    ) -> dict[str, Any] | None:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        method, url, headers, _, post = self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list(query.items()),
+            header_params=headers,
+            auth_settings=["BearerToken"],
+        )
+        # The client serializes dict bodies itself, for JSON and for apply's YAML alike.
+        response = self.api_client.call_api(method, url, headers, body, post, _request_timeout=30)
+        data = response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(status=response.status, reason=response.reason, body=data)
+        return json.loads(data) if data else None
+
+    async def apply(self, desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
+        """Server-side apply `desired` unless `live` already matches; True when written."""
+        if live is not None and contains(live, desired):
+            return False
+        meta = desired["metadata"]
+        base = PATHS[(desired["apiVersion"], desired["kind"])].format(namespace=meta["namespace"])
+        await self._call(
+            "PATCH",
+            f"{base}/{meta['name']}",
+            body=desired,
+            content_type="application/apply-patch+yaml",
+            fieldManager=FIELD_MANAGER,
+            force="true",
+        )
+        return True
+
+    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        path = PATHS[("apps/v1", "Deployment")].format(namespace=namespace)
+        await self._call(
+            "PATCH",
+            f"{path}/{name}/scale",
+            body={"spec": {"replicas": replicas}},
+            content_type="application/merge-patch+json",
+            fieldManager=FIELD_MANAGER,
+        )
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        path = PATHS[(api_version, kind)].format(namespace=namespace)
+        try:
+            await self._call("DELETE", f"{path}/{name}", propagationPolicy="Background")
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    async def post_event(
+        self, involved: Mapping[str, Any], kind: str, reason: str, message: str, now: str
+    ) -> None:
+        meta = involved["metadata"]
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "torchship-operator"},
+            "reportingComponent": "torchship.dev/operator",
+            "reportingInstance": "torchship-operator",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        await self._call(
+            "PATCH",
+            MS_PATH.format(namespace=namespace, name=name) + "/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+            fieldManager=FIELD_MANAGER,
+        )

@@ -1,0 +1,226 @@
+"""One level-based reconcile of one ModelService: observe, decide, apply, report.
+
+Called by the work queue with the latest state from the watch caches; idempotent, so it runs
+the same on create, update, resume after a restart, and after any child's change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import api, autoscaling, render, rollout, status
+from .kube import Kube
+from .metrics import WRITES
+from .settings import Settings
+
+log = logging.getLogger("torchship.reconcile")
+
+
+@dataclass
+class Observed:
+    """The world as the watch caches saw it for one ModelService."""
+
+    body: Mapping[str, Any]
+    deployments: Sequence[Mapping[str, Any]]
+    services: Sequence[Mapping[str, Any]]
+    hpas: Sequence[Mapping[str, Any]]
+    pods: Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event about the ModelService, for `kubectl describe`."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    ready: bool
+    requeue_after: float | None = None
+    writes: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, kind: str, reason: str, message: str) -> None:
+        self.events.append(Event(kind, reason, message))
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def owner_of(body: Mapping[str, Any]) -> render.Owner:
+    meta = body["metadata"]
+    return render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+def invalid_spec_message(error: ValidationError) -> str:
+    parts = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:3]]
+    return "; ".join(parts)
+
+
+async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: float) -> Outcome:
+    body = observed.body
+    owner = owner_of(body)
+    generation = body["metadata"].get("generation", 0)
+    previous = body.get("status") or {}
+    outcome = Outcome(ready=False)
+
+    try:
+        spec = api.ModelServiceSpec.model_validate(body.get("spec") or {})
+    except ValidationError as error:
+        # The CRD rejects most of this; what slips through waits for a spec change, no retry.
+        failure = status.Failure("InvalidSpec", invalid_spec_message(error))
+        new_status = status.compute(
+            owner=owner,
+            url="",
+            generation=generation,
+            desired_revision="",
+            total=0,
+            max_unavailable=0,
+            weights={},
+            deployments=observed.deployments,
+            pods=[],
+            previous=previous,
+            now=now_iso(),
+            failure=failure,
+        )
+        await write_status(kube, owner, previous, new_status, outcome)
+        return outcome
+
+    image = spec.runtime.image or settings.runtime_image
+    desired = render.revision_hash(spec, image)
+    live = {d["metadata"]["labels"][render.LABEL_REVISION]: d for d in observed.deployments}
+
+    decision = rollout.plan(
+        policy=rollout.RolloutPolicy.from_spec(spec.rollout),
+        desired=desired,
+        total=spec.total_replicas,
+        state=rollout.RolloutState.from_dict(previous.get("rollout")),
+        revisions=[rollout.ObservedRevision.from_deployment(d) for d in observed.deployments],
+        now=now,
+        promoted_step=spec.rollout.promoted_step,
+    )
+
+    service = render.render_service(owner, spec)
+    if await kube.apply(service, first(observed.services)):
+        outcome.writes.append("service")
+
+    for revision, replicas in decision.replicas.items():
+        current = live.get(revision)
+        if revision == desired:
+            deployment = render.render_deployment(owner, spec, desired, replicas, image)
+            if await kube.apply(deployment, current):
+                outcome.writes.append(f"deployment/{revision}")
+                if current is None:
+                    outcome.emit("Normal", "RevisionCreated", f"created revision {revision}")
+        elif current is not None and current["spec"].get("replicas") != replicas:
+            # Older revisions keep their own template; only their scale changes.
+            await kube.scale_deployment(owner.namespace, current["metadata"]["name"], replicas)
+            outcome.writes.append(f"scale/{revision}")
+    for revision in decision.prune:
+        if revision in live:
+            await kube.delete(
+                "apps/v1", "Deployment", owner.namespace, live[revision]["metadata"]["name"]
+            )
+            outcome.writes.append(f"delete/{revision}")
+    for event in decision.events:
+        outcome.emit(event.type, event.reason, event.message)
+
+    await reconcile_hpa(owner, spec, observed, kube, outcome)
+
+    failure = None
+    if decision.state.phase == "Aborted":
+        failure = status.Failure(decision.state.reason or "RolloutAborted", decision.state.message)
+    new_status = status.compute(
+        owner=owner,
+        url=render.service_url(owner, spec),
+        generation=generation,
+        desired_revision=desired if failure is None else (decision.state.stable or desired),
+        total=spec.total_replicas,
+        max_unavailable=spec.rollout.max_unavailable,
+        weights=decision.weights,
+        deployments=observed.deployments,
+        pods=observed.pods,
+        previous=previous,
+        now=now_iso(),
+        rollout=decision.state.to_dict(),
+        failure=failure,
+    )
+    await write_status(kube, owner, previous, new_status, outcome)
+    outcome.requeue_after = decision.requeue_after
+    return outcome
+
+
+async def reconcile_hpa(
+    owner: render.Owner,
+    spec: api.ModelServiceSpec,
+    observed: Observed,
+    kube: Kube,
+    outcome: Outcome,
+) -> None:
+    live = first(observed.hpas)
+    if spec.autoscaling is None:
+        if live is not None:
+            await kube.delete(
+                "autoscaling/v2", "HorizontalPodAutoscaler", owner.namespace, owner.name
+            )
+            outcome.writes.append("delete/hpa")
+        return
+    hpa = autoscaling.render_hpa(
+        name=owner.name,
+        namespace=owner.namespace,
+        labels=render.common_labels(owner.name, spec),
+        owner_reference=owner.reference,
+        autoscaling=spec.autoscaling.model_dump(mode="json", by_alias=True, exclude_none=True),
+    )
+    if await kube.apply(hpa, live):
+        outcome.writes.append("hpa")
+
+
+async def write_status(
+    kube: Kube,
+    owner: render.Owner,
+    previous: Mapping[str, Any],
+    new: dict[str, Any],
+    outcome: Outcome,
+) -> None:
+    ready = next(c for c in new["conditions"] if c["type"] == "Ready")
+    outcome.ready = ready["status"] == "True"
+    if kube_equal(previous, new):
+        return
+    await kube.patch_status(owner.namespace, owner.name, new)
+    WRITES.labels("status").inc()
+    outcome.writes.append("status")
+    old_ready = next((c for c in previous.get("conditions") or [] if c["type"] == "Ready"), None)
+    if old_ready is None or old_ready["reason"] != ready["reason"]:
+        kind = (
+            "Normal"
+            if ready["status"] == "True" or ready["reason"] == "RolloutInProgress"
+            else "Warning"
+        )
+        outcome.emit(kind, ready["reason"], ready["message"] or ready["reason"])
+    log.info(
+        "status of %s/%s updated: Ready=%s (%s)",
+        owner.namespace,
+        owner.name,
+        ready["status"],
+        ready["reason"],
+    )
+
+
+def kube_equal(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """The status as stored equals the one computed (the server drops nothing we write)."""
+    return all(previous.get(k) == v for k, v in new.items()) and set(previous) <= set(new)
+
+
+def first(items: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    return items[0] if items else None

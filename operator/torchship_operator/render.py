@@ -1,0 +1,290 @@
+"""Pure rendering: a ModelService in, the Kubernetes objects it needs out, as plain dicts.
+
+No client here. Each distinct pod-relevant spec is a *revision*: one Deployment named after the
+ModelService and a short stable hash of that spec. One Service selects the pods of every
+revision, so traffic follows the replica split between revisions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from . import api
+
+RUNTIME_PORT = 8080
+CACHE_DIR = "/var/cache/torchship"
+PVC_ROOT = "/mnt/models"
+AUTH_DIR = "/var/run/secrets/torchship/auth"
+RUNTIME_UID = 1000
+# Work in flight after the drain period: a forward pass, a response being written.
+SHUTDOWN_SLACK_SECONDS = 20
+
+LABEL_MS = "torchship.dev/modelservice"
+LABEL_REVISION = "torchship.dev/revision"
+MANAGED_BY = "torchship"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """What rendering needs to know about the ModelService object itself."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    @property
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": api.API_VERSION,
+            "kind": api.KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def label_value(text: str) -> str:
+    """`text` made a valid label value (<= 63 chars of [A-Za-z0-9._-], alphanumeric ends)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)[:63].strip("-_.")
+
+
+def common_labels(name: str, spec: api.ModelServiceSpec) -> dict[str, str]:
+    labels = {
+        "app.kubernetes.io/name": "torchship-runtime",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/part-of": "torchship",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        LABEL_MS: name,
+    }
+    if spec.model.version and (version := label_value(spec.model.version)):
+        labels["app.kubernetes.io/version"] = version
+    return labels
+
+
+def selector(name: str) -> dict[str, str]:
+    """Selects the pods of every revision of one ModelService."""
+    return {LABEL_MS: name}
+
+
+def selector_string(name: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector(name).items())
+
+
+def revision_hash(spec: api.ModelServiceSpec, image: str) -> str:
+    """A short stable hash of everything that shapes the pods (not replicas or rollout)."""
+    relevant = spec.model_dump(
+        mode="json", by_alias=True, include={"model", "runtime", "gpu", "service", "auth"}
+    )
+    relevant["image"] = image
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def deployment_name(name: str, revision: str) -> str:
+    return f"{name}-{revision}"
+
+
+def service_url(owner: Owner, spec: api.ModelServiceSpec) -> str:
+    return f"http://{owner.name}.{owner.namespace}.svc.cluster.local:{spec.service.port}"
+
+
+def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
+    model, runtime = spec.model, spec.runtime
+    values: dict[str, str] = {
+        "TORCHSHIP_MODEL_URI": model.uri,
+        "TORCHSHIP_MODEL_FORMAT": model.format,
+        "TORCHSHIP_MODEL_NAME": model.name or name,
+        "TORCHSHIP_MODEL_VERSION": model.version or "",
+        "TORCHSHIP_DEVICE": runtime.device,
+        "TORCHSHIP_DTYPE": runtime.dtype,
+        "TORCHSHIP_QUANTIZE": runtime.quantize,
+        "TORCHSHIP_BATCHING": "true" if runtime.batching.enabled else "false",
+        "TORCHSHIP_MAX_BATCH_SIZE": str(runtime.batching.max_batch_size),
+        "TORCHSHIP_MAX_DELAY_MS": f"{runtime.batching.max_delay_ms:g}",
+        "TORCHSHIP_PORT": str(RUNTIME_PORT),
+        "TORCHSHIP_MODEL_CACHE_DIR": CACHE_DIR,
+        "TORCHSHIP_PVC_ROOT": PVC_ROOT,
+        "TORCHSHIP_DRAIN_SECONDS": str(runtime.drain_seconds),
+    }
+    if model.entrypoint:
+        values["TORCHSHIP_MODEL_ENTRYPOINT"] = model.entrypoint
+    for key, tensors in (("INPUTS", model.inputs), ("OUTPUTS", model.outputs)):
+        if tensors:
+            values[f"TORCHSHIP_MODEL_{key}"] = json.dumps(
+                [t.model_dump(mode="json") for t in tensors], separators=(",", ":")
+            )
+    if spec.auth:
+        values["TORCHSHIP_AUTH_TOKEN_FILE"] = f"{AUTH_DIR}/{spec.auth.token_secret_ref.key}"
+    env = [{"name": k, "value": v} for k, v in values.items()]
+    return env + [dict(e) for e in runtime.env or []]
+
+
+def pvc_claim(uri: str) -> str | None:
+    if not uri.startswith("pvc://"):
+        return None
+    return uri.removeprefix("pvc://").split("/", 1)[0]
+
+
+def resources(spec: api.ModelServiceSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if spec.runtime.resources:
+        for part in ("requests", "limits"):
+            if values := getattr(spec.runtime.resources, part):
+                out[part] = {k: str(v) for k, v in values.items()}
+    if spec.gpu and spec.gpu.count > 0:
+        out.setdefault("limits", {})[spec.gpu.resource_name] = str(spec.gpu.count)
+    return out
+
+
+def scheduling(spec: api.ModelServiceSpec) -> dict[str, Any]:
+    gpu = spec.gpu
+    if gpu is None:
+        return {}
+    out: dict[str, Any] = {}
+    node_selector = dict(gpu.node_selector or {})
+    if gpu.product:
+        node_selector["nvidia.com/gpu.product"] = gpu.product
+    if node_selector:
+        out["nodeSelector"] = node_selector
+    if gpu.tolerations is not None:
+        out["tolerations"] = [dict(t) for t in gpu.tolerations]
+    elif gpu.count > 0:
+        out["tolerations"] = [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    if gpu.runtime_class_name:
+        out["runtimeClassName"] = gpu.runtime_class_name
+    return out
+
+
+def probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 2,
+    }
+
+
+def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any]:
+    mounts = [
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "cache", "mountPath": CACHE_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        # torch DataLoader workers and IPC need more than the container default of 64 MiB.
+        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        {"name": "cache", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    if claim := pvc_claim(spec.model.uri):
+        mounts.append({"name": "model", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+        volumes.append(
+            {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+    if spec.auth:
+        mounts.append({"name": "auth", "mountPath": AUTH_DIR, "readOnly": True})
+        ref = spec.auth.token_secret_ref
+        volumes.append(
+            {
+                "name": "auth",
+                "secret": {
+                    "secretName": ref.name,
+                    "items": [{"key": ref.key, "path": ref.key}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
+    container: dict[str, Any] = {
+        "name": "runtime",
+        "image": image,
+        "ports": [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
+        "env": runtime_env(name, spec),
+        # Model downloads can be slow: the startup probe allows 10 minutes before liveness.
+        "startupProbe": probe("/v2/health/ready", period=5, failures=120),
+        "readinessProbe": probe("/v2/health/ready", period=5, failures=2),
+        "livenessProbe": probe("/v2/health/live", period=10, failures=3),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    }
+    if res := resources(spec):
+        container["resources"] = res
+    return {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "runAsGroup": RUNTIME_UID,
+            "fsGroup": RUNTIME_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationGracePeriodSeconds": spec.runtime.drain_seconds + SHUTDOWN_SLACK_SECONDS,
+        **scheduling(spec),
+        "containers": [container],
+        "volumes": volumes,
+    }
+
+
+def render_deployment(
+    owner: Owner, spec: api.ModelServiceSpec, revision: str, replicas: int, image: str
+) -> dict[str, Any]:
+    """The Deployment of one revision (its pod template depends only on the revision's spec)."""
+    labels = {**common_labels(owner.name, spec), LABEL_REVISION: revision}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(owner.name, revision),
+            "namespace": owner.namespace,
+            "labels": labels,
+            "ownerReferences": [owner.reference],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {LABEL_MS: owner.name, LABEL_REVISION: revision}},
+            "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
+            "revisionHistoryLimit": 1,
+            # A revision's template never changes; scaling is the operator's to do.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+            },
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": pod_spec(owner.name, spec, image),
+            },
+        },
+    }
+
+
+def render_service(owner: Owner, spec: api.ModelServiceSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": owner.name,
+            "namespace": owner.namespace,
+            "labels": common_labels(owner.name, spec),
+            "ownerReferences": [owner.reference],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(owner.name),
+            "ports": [
+                {"name": "http", "port": spec.service.port, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }

@@ -1,0 +1,89 @@
+"""The operator as a real process against the local control plane, with its own identity so
+the audit log tells its requests apart."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATOR_USER = "torchship-operator"
+
+
+@dataclass
+class RunningOperator:
+    process: subprocess.Popen
+    log: Path
+    metrics_port: int
+
+    def writes(self, control_plane, namespace: str, since: str = "") -> list[dict]:
+        """The operator's write requests in `namespace` (Events excluded) after `since`."""
+        return [
+            e
+            for e in control_plane.audit_events()
+            if e["user"]["username"] == OPERATOR_USER
+            and e.get("objectRef", {}).get("namespace") == namespace
+            and e.get("objectRef", {}).get("resource") != "events"
+            and e["requestReceivedTimestamp"] > since
+        ]
+
+
+def install_crds(control_plane) -> None:
+    control_plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    control_plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
+
+
+@pytest.fixture(scope="session")
+def crds(control_plane) -> None:
+    install_crds(control_plane)
+
+
+def start_operator(control_plane, log: Path, user: str = OPERATOR_USER, **env: str):
+    import testenv
+
+    metrics_port = testenv.free_port()
+    kubeconfig = env.pop("KUBECONFIG", None) or str(
+        control_plane.kubeconfig_for(user, ("system:masters",))
+    )
+    environment = {
+        **control_plane.env,
+        "KUBECONFIG": kubeconfig,
+        "TORCHSHIP_METRICS_PORT": str(metrics_port),
+        "TORCHSHIP_HEALTH_PORT": str(testenv.free_port()),
+        "TORCHSHIP_LOG_LEVEL": "INFO",
+        **env,
+    }
+    handle = log.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "torchship_operator"],
+        env=environment,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+    return RunningOperator(process=process, log=log, metrics_port=metrics_port)
+
+
+def stop_operator(running: RunningOperator) -> None:
+    if running.process.poll() is None:
+        running.process.terminate()
+        try:
+            running.process.wait(20)
+        except subprocess.TimeoutExpired:
+            running.process.kill()
+            running.process.wait()
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane, crds, tmp_path_factory) -> Iterator[RunningOperator]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    running = start_operator(control_plane, log)
+    try:
+        yield running
+    finally:
+        stop_operator(running)
+        assert running.process.returncode in (0, -15), log.read_text()[-3000:]

@@ -1,0 +1,235 @@
+"""The core reconcile loop against the real control plane (issue: API and reconcile)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from helpers import condition, get_json, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def msvc(name: str, **spec) -> str:
+    body = {
+        "apiVersion": "torchship.dev/v1alpha1",
+        "kind": "ModelService",
+        "metadata": {"name": name},
+        "spec": {"model": {"uri": "https://models.example.com/m.pt", "format": "torchscript"}}
+        | spec,
+    }
+    return json.dumps(body)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def deployments(control_plane, namespace: str) -> list[dict]:
+    return get_json(control_plane, "deployments", "-n", namespace)["items"]
+
+
+def test_examples_become_ready_on_the_right_nodes(control_plane, operator, namespace):
+    control_plane.kubectl("apply", "-n", namespace, "-f", str(ROOT / "examples" / "cpu-model.yaml"))
+    control_plane.kubectl("apply", "-n", namespace, "-f", str(ROOT / "examples" / "gpu-model.yaml"))
+    for name in ("mlp-cpu", "resnet-h100"):
+        control_plane.kubectl(
+            "wait", "-n", namespace, "--for=condition=Ready", f"msvc/{name}", "--timeout=60s"
+        )
+    pods = get_json(control_plane, "pods", "-n", namespace)["items"]
+    nodes = {
+        (p["metadata"]["labels"]["torchship.dev/modelservice"], p["spec"]["nodeName"]) for p in pods
+    }
+    assert {n for ms, n in nodes if ms == "mlp-cpu"} == {"cpu-0"}
+    assert {n for ms, n in nodes if ms == "resnet-h100"} <= {"gpu-h100-0", "gpu-h100-1"}
+    gpu_pod = next(
+        p for p in pods if p["metadata"]["labels"]["torchship.dev/modelservice"] == "resnet-h100"
+    )
+    container = gpu_pod["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert gpu_pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    service = get_json(control_plane, "service", "mlp-cpu", "-n", namespace)
+    assert service["spec"]["selector"] == {"torchship.dev/modelservice": "mlp-cpu"}
+    assert service["metadata"]["ownerReferences"][0]["kind"] == "ModelService"
+
+    table = control_plane.kubectl("get", "msvc", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "READY", "VERSION", "REPLICAS", "URL", "AGE"]
+    row = next(line.split() for line in table if line.startswith("mlp-cpu"))
+    assert row[1:5] == ["True", "v1", "2", f"http://mlp-cpu.{namespace}.svc.cluster.local:8080"]
+
+
+def test_unknown_gpu_product_reports_the_scheduling_failure_without_retry_storm(
+    control_plane, operator, namespace
+):
+    spec = {"gpu": {"count": 1, "product": "NVIDIA-B200"}, "replicas": 1}
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=msvc("nowhere", **spec))
+    started = time.monotonic()
+
+    def unschedulable():
+        ready = condition(get_json(control_plane, "msvc", "nowhere", "-n", namespace), "Ready")
+        return ready if ready.get("reason") == "Unschedulable" else None
+
+    ready = wait_for(unschedulable, timeout=30)
+    assert time.monotonic() - started < 30
+    assert ready["status"] == "False"
+    assert "nodes are available" in ready["message"]
+    assert "node affinity/selector" in ready["message"]
+    degraded = condition(get_json(control_plane, "msvc", "nowhere", "-n", namespace), "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "Unschedulable")
+    # No retry storm: once reported, nothing more is written while nothing changes.
+    time.sleep(3)
+    since = utc_now()
+    time.sleep(10)
+    assert operator.writes(control_plane, namespace, since) == []
+    events = get_json(control_plane, "events", "-n", namespace)["items"]
+    warnings = [
+        e
+        for e in events
+        if e["reason"] == "Unschedulable" and e["source"].get("component") == "torchship-operator"
+    ]
+    assert len(warnings) == 1
+
+
+INVALID = [
+    ({"gpu": {"count": -1}}, "spec.gpu.count in body should be greater than or equal to 0"),
+    ({"gpu": {"count": 1, "resourceName": "GPU!"}}, "spec.gpu.resourceName in body should match"),
+    (
+        {"gpu": {"product": "NVIDIA-A10"}},
+        "gpu.product selects GPU nodes, so it needs gpu.count > 0",
+    ),
+    (
+        {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
+        "autoscaling.minReplicas must not be greater than",
+    ),
+    (
+        {"replicas": 2, "autoscaling": {"maxReplicas": 3}},
+        "spec.replicas and spec.autoscaling cannot both be set",
+    ),
+    (
+        {"model": {"uri": "ftp://host/m.pt", "format": "torchscript"}},
+        "model.uri must start with file://",
+    ),
+    ({"model": {"uri": "/m.onnx", "format": "onnx"}}, 'Unsupported value: "onnx"'),
+    (
+        {"model": {"uri": "/w.pt", "format": "state-dict"}},
+        "model.entrypoint (module:callable) is required",
+    ),
+    ({"replicas": "two"}, "spec.replicas"),
+    ({"runtime": {"device": "cuda"}}, "runtime.device cuda needs gpu.count > 0"),
+    (
+        {"runtime": {"device": "cuda", "quantize": "dynamic-int8"}, "gpu": {"count": 1}},
+        "dynamic-int8 runs on CPU only",
+    ),
+    ({"rollout": {"strategy": "Canary"}}, "rollout.strategy Canary needs at least one step"),
+    ({"rollout": {"maxSurge": 0, "maxUnavailable": 0}}, "cannot both be 0"),
+    (
+        {"rollout": {"strategy": "Canary", "steps": [{"weight": 150}]}},
+        "should be less than or equal to 100",
+    ),
+    (
+        {"runtime": {"batching": {"maxBatchSize": 0}}},
+        "maxBatchSize in body should be greater than or equal to 1",
+    ),
+    ({"unknownField": 1}, 'unknown field "spec.unknownField"'),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), INVALID, ids=[m[:40] for _, m in INVALID])
+def test_invalid_modelservices_are_rejected_with_a_clear_message(
+    control_plane, crds, namespace, spec, message
+):
+    result = control_plane.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=msvc("invalid", **spec), check=False
+    )
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_bad_names_are_rejected(control_plane, crds, namespace):
+    result = control_plane.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=msvc("a" * 60), check=False
+    )
+    assert "at most 52 characters" in result.stderr
+
+
+def test_drift_is_reverted_scale_works_and_delete_cascades(control_plane, operator, namespace):
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=msvc("drift", replicas=1))
+    control_plane.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", "msvc/drift", "--timeout=60s"
+    )
+    (deployment,) = deployments(control_plane, namespace)
+    name = deployment["metadata"]["name"]
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    control_plane.kubectl(
+        "set", "image", f"deployment/{name}", "runtime=evil:latest", "-n", namespace
+    )
+    control_plane.kubectl("scale", f"deployment/{name}", "--replicas=4", "-n", namespace)
+
+    def reverted():
+        d = get_json(control_plane, "deployment", name, "-n", namespace)
+        container = d["spec"]["template"]["spec"]["containers"][0]
+        return container["image"] == image and d["spec"]["replicas"] == 1
+
+    wait_for(reverted, timeout=30)
+
+    control_plane.kubectl("scale", "msvc/drift", "--replicas=3", "-n", namespace)
+    wait_for(
+        lambda: (
+            get_json(control_plane, "deployment", name, "-n", namespace)["spec"]["replicas"] == 3
+        )
+    )
+    control_plane.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", "msvc/drift", "--timeout=60s"
+    )
+    assert get_json(control_plane, "msvc", "drift", "-n", namespace)["status"]["readyReplicas"] == 3
+
+    control_plane.kubectl("delete", "msvc/drift", "-n", namespace)
+    wait_for(lambda: not deployments(control_plane, namespace), timeout=60)
+    wait_for(
+        lambda: (
+            control_plane.kubectl(
+                "get", "service", "drift", "-n", namespace, check=False
+            ).returncode
+            != 0
+        )
+    )
+
+
+def test_converged_operator_makes_no_writes(control_plane, operator, namespace):
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=msvc("quiet", replicas=2))
+    control_plane.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", "msvc/quiet", "--timeout=60s"
+    )
+    time.sleep(3)  # late events of the rollout settle
+    since = utc_now()
+    time.sleep(30)
+    writes = operator.writes(control_plane, namespace, since)
+    assert writes == [], [(w["verb"], w["objectRef"]) for w in writes]
+    # ...and applying the same manifest again changes nothing (GitOps diff-stable).
+    before = get_json(control_plane, "msvc", "quiet", "-n", namespace)["metadata"][
+        "resourceVersion"
+    ]
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=msvc("quiet", replicas=2))
+    after = get_json(control_plane, "msvc", "quiet", "-n", namespace)
+    assert after["metadata"]["resourceVersion"] == before
+    assert not any(k.startswith("kopf.") for k in after["metadata"].get("annotations", {}))
+    assert "finalizers" not in after["metadata"]
+
+
+def test_runtime_pods_are_admitted_under_pod_security_restricted(
+    control_plane, operator, namespace
+):
+    control_plane.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    spec = {"gpu": {"count": 1, "product": "NVIDIA-H100-80GB-HBM3"}, "replicas": 1}
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=msvc("secure", **spec))
+    control_plane.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", "msvc/secure", "--timeout=60s"
+    )
+    events = get_json(control_plane, "events", "-n", namespace)["items"]
+    assert not [e for e in events if "violates PodSecurity" in e.get("message", "")]

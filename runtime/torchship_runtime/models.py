@@ -201,8 +201,9 @@ def load(settings: RuntimeSettings) -> ServedModel:
         module = module.to(device)
 
     if module is not None:
-        if hasattr(module, "eval"):
+        if fmt != "exported-program":  # an exported program is already in inference form
             module.eval()
+        inputs = inputs or guess_inputs(module)
         if settings.quantize == "dynamic-int8":
             if (
                 device.type != "cpu"
@@ -217,8 +218,12 @@ def load(settings: RuntimeSettings) -> ServedModel:
                 module, {torch.nn.Linear}, dtype=torch.qint8
             )
         elif dtype != torch.float32:
+            if fmt == "exported-program":
+                raise RuntimeError(
+                    f"an exported program runs in the dtype it was exported with; export it in "
+                    f"{settings.dtype} or set runtime.dtype to float32"
+                )
             module = module.to(dtype)
-        inputs = inputs or guess_inputs(module)
     outputs = settings.model_outputs or [TensorMeta(name="output__0", datatype="FP32", shape=[-1])]
     model = ServedModel(
         name=settings.model_name,

@@ -10,8 +10,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from .runtime_server import RunningRuntime, rss_bytes, runtime_server, save_mlp
+from runtime_harness import RunningRuntime, mlp_env, rss_bytes, runtime_server, save_mlp
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.slow
 def served(tmp_path_factory) -> tuple[RunningRuntime, torch.nn.Module]:
     tmp = tmp_path_factory.mktemp("soak")
     model = save_mlp(tmp / "mlp.pt")
-    with runtime_server(tmp / "mlp.pt", tmp) as running:
+    with runtime_server(tmp, **mlp_env(tmp / "mlp.pt")) as running:
         yield running, model
 
 

@@ -41,16 +41,11 @@ class RunningRuntime:
     pid: int
 
 
-@contextmanager
-def runtime_server(model_path: Path, tmp: Path, **env: str) -> Iterator[RunningRuntime]:
-    """A running runtime serving the TorchScript file `model_path` as model "mlp"."""
+def start_runtime(tmp: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    """Start the runtime with `env` (TORCHSHIP_* settings); returns (process, base URL)."""
     port = free_port()
     environment = {
         **os.environ,
-        "TORCHSHIP_MODEL_URI": f"file://{model_path}",
-        "TORCHSHIP_MODEL_FORMAT": "torchscript",
-        "TORCHSHIP_MODEL_NAME": "mlp",
-        "TORCHSHIP_MODEL_INPUTS": '[{"name": "input__0", "datatype": "FP32", "shape": [-1, 64]}]',
         "TORCHSHIP_HOST": "127.0.0.1",
         "TORCHSHIP_PORT": str(port),
         "TORCHSHIP_MODEL_CACHE_DIR": str(tmp / "cache"),
@@ -58,25 +53,35 @@ def runtime_server(model_path: Path, tmp: Path, **env: str) -> Iterator[RunningR
         "TORCHSHIP_TORCH_THREADS": "1",
         **env,
     }
-    log = (tmp / "runtime.log").open("wb")
+    log = (tmp / "runtime.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "torchship_runtime"], env=environment, stdout=log, stderr=log
     )
-    base = f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_ready(proc: subprocess.Popen, base: str, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"runtime exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("runtime never became ready")
+        time.sleep(0.1)
+
+
+@contextmanager
+def runtime_server(tmp: Path, **env: str) -> Iterator[RunningRuntime]:
+    """A running, ready runtime configured by `env`."""
+    proc, base = start_runtime(tmp, **env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError((tmp / "runtime.log").read_text())
-            try:
-                with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("runtime never became ready")
-            time.sleep(0.1)
+        wait_ready(proc, base, tmp / "runtime.log")
         yield RunningRuntime(url=base, pid=proc.pid)
     finally:
         proc.terminate()
@@ -85,6 +90,16 @@ def runtime_server(model_path: Path, tmp: Path, **env: str) -> Iterator[RunningR
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def mlp_env(model_path: Path, name: str = "mlp") -> dict[str, str]:
+    """Settings for serving a TorchScript MLP saved by save_mlp."""
+    return {
+        "TORCHSHIP_MODEL_URI": f"file://{model_path}",
+        "TORCHSHIP_MODEL_FORMAT": "torchscript",
+        "TORCHSHIP_MODEL_NAME": name,
+        "TORCHSHIP_MODEL_INPUTS": '[{"name": "input__0", "datatype": "FP32", "shape": [-1, 64]}]',
+    }
 
 
 def rss_bytes(pid: int) -> int:

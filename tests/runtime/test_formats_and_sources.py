@@ -85,8 +85,11 @@ def model_dir(tmp_path: Path) -> Path:
 
 def test_torchscript(tmp_path):
     model = save_mlp(tmp_path / "mlp.pt")
-    env = {"TORCHSHIP_MODEL_URI": f"file://{tmp_path / 'mlp.pt'}",
-           "TORCHSHIP_MODEL_FORMAT": "torchscript", "TORCHSHIP_MODEL_NAME": "ts"}  # fmt: skip
+    env = {
+        "TORCHSHIP_MODEL_URI": f"file://{tmp_path / 'mlp.pt'}",
+        "TORCHSHIP_MODEL_FORMAT": "torchscript",
+        "TORCHSHIP_MODEL_NAME": "ts",
+    }
     with runtime_server(tmp_path, **env) as running:
         check(running.url, "ts", model)
         meta = httpx.get(f"{running.url}/v2/models/ts").json()
@@ -100,9 +103,12 @@ def test_exported_program_with_a_dynamic_batch(tmp_path):
     batch = torch.export.Dim("batch", min=1, max=1024)
     program = torch.export.export(model, (torch.zeros(2, 64),), dynamic_shapes=({0: batch},))
     torch.export.save(program, str(tmp_path / "mlp.pt2"))
-    env = {"TORCHSHIP_MODEL_URI": str(tmp_path / "mlp.pt2"),
-           "TORCHSHIP_MODEL_FORMAT": "exported-program", "TORCHSHIP_MODEL_NAME": "ep",
-           "TORCHSHIP_MODEL_VERSION": "3"}  # fmt: skip
+    env = {
+        "TORCHSHIP_MODEL_URI": str(tmp_path / "mlp.pt2"),
+        "TORCHSHIP_MODEL_FORMAT": "exported-program",
+        "TORCHSHIP_MODEL_NAME": "ep",
+        "TORCHSHIP_MODEL_VERSION": "3",
+    }
     with runtime_server(tmp_path, **env) as running:
         check(running.url, "ep", model)
         meta = httpx.get(f"{running.url}/v2/models/ep/versions/3").json()
@@ -124,8 +130,12 @@ def test_state_dict_with_an_entrypoint(tmp_path, model_dir, suffix):
         save_file(model.state_dict(), str(weights))
     else:
         torch.save(model.state_dict(), weights)
-    env = {"TORCHSHIP_MODEL_URI": f"file://{weights}", "TORCHSHIP_MODEL_FORMAT": "state-dict",
-           "TORCHSHIP_MODEL_ENTRYPOINT": "usermodel:build_model", "TORCHSHIP_MODEL_NAME": "sd"}  # fmt: skip
+    env = {
+        "TORCHSHIP_MODEL_URI": f"file://{weights}",
+        "TORCHSHIP_MODEL_FORMAT": "state-dict",
+        "TORCHSHIP_MODEL_ENTRYPOINT": "usermodel:build_model",
+        "TORCHSHIP_MODEL_NAME": "sd",
+    }
     with runtime_server(tmp_path, **env) as running:
         check(running.url, "sd", model)
 
@@ -135,9 +145,13 @@ def test_handler(tmp_path, model_dir):
 
     model = usermodel.build_model().eval()
     torch.save(model.state_dict(), tmp_path / "weights.pt")
-    env = {"TORCHSHIP_MODEL_URI": str(tmp_path / "weights.pt"), "TORCHSHIP_MODEL_FORMAT": "handler",
-           "TORCHSHIP_MODEL_ENTRYPOINT": "usermodel:Handler", "TORCHSHIP_MODEL_NAME": "h",
-           "TORCHSHIP_MODEL_INPUTS": '[{"name": "input__0", "datatype": "FP32", "shape": [-1, 64]}]'}  # fmt: skip
+    env = {
+        "TORCHSHIP_MODEL_URI": str(tmp_path / "weights.pt"),
+        "TORCHSHIP_MODEL_FORMAT": "handler",
+        "TORCHSHIP_MODEL_ENTRYPOINT": "usermodel:Handler",
+        "TORCHSHIP_MODEL_NAME": "h",
+        "TORCHSHIP_MODEL_INPUTS": '[{"name": "input__0", "datatype": "FP32", "shape": [-1, 64]}]',
+    }
     with runtime_server(tmp_path, **env) as running:
         out = infer(running.url, "h", [ROW])
         (tensor,) = out["outputs"]
@@ -152,9 +166,13 @@ def test_float16_and_dynamic_int8(tmp_path, model_dir):
 
     model = usermodel.build_model().eval()
     torch.save(model.state_dict(), tmp_path / "w.pt")
-    base = {"TORCHSHIP_MODEL_URI": str(tmp_path / "w.pt"), "TORCHSHIP_MODEL_FORMAT": "state-dict",
-            "TORCHSHIP_MODEL_ENTRYPOINT": "usermodel:build_model", "TORCHSHIP_MODEL_NAME": "q",
-            "TORCHSHIP_DEVICE": "cpu"}  # fmt: skip
+    base = {
+        "TORCHSHIP_MODEL_URI": str(tmp_path / "w.pt"),
+        "TORCHSHIP_MODEL_FORMAT": "state-dict",
+        "TORCHSHIP_MODEL_ENTRYPOINT": "usermodel:build_model",
+        "TORCHSHIP_MODEL_NAME": "q",
+        "TORCHSHIP_DEVICE": "cpu",
+    }
     reference = expected(model, [ROW])
     with runtime_server(tmp_path, **base, TORCHSHIP_QUANTIZE="dynamic-int8") as running:
         got = torch.tensor(infer(running.url, "q", [ROW])["outputs"][0]["data"]).reshape(1, 10)
@@ -178,8 +196,11 @@ def test_http_source_downloads_once_into_the_cache(tmp_path):
     handler = lambda *a, **k: Quiet(*a, directory=str(served), **k)  # noqa: E731
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    env = {"TORCHSHIP_MODEL_URI": f"http://127.0.0.1:{port}/mlp.pt",
-           "TORCHSHIP_MODEL_FORMAT": "torchscript", "TORCHSHIP_MODEL_NAME": "web"}  # fmt: skip
+    env = {
+        "TORCHSHIP_MODEL_URI": f"http://127.0.0.1:{port}/mlp.pt",
+        "TORCHSHIP_MODEL_FORMAT": "torchscript",
+        "TORCHSHIP_MODEL_NAME": "web",
+    }
     try:
         with runtime_server(tmp_path, **env) as running:
             check(running.url, "web", model)
@@ -198,11 +219,16 @@ def test_s3_source_through_a_local_s3_server(tmp_path):
     port = free_port()
     moto = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
-    aws = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}  # fmt: skip
+    aws = {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }
     try:
         for _ in range(100):
             try:
@@ -211,12 +237,21 @@ def test_s3_source_through_a_local_s3_server(tmp_path):
             except httpx.TransportError:
                 time.sleep(0.1)
         model = save_mlp(tmp_path / "mlp.pt")
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")  # fmt: skip
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
         s3.create_bucket(Bucket="models")
         s3.upload_file(str(tmp_path / "mlp.pt"), "models", "mlp/v1/mlp.pt")
-        env = {"TORCHSHIP_MODEL_URI": "s3://models/mlp/v1/mlp.pt",
-               "TORCHSHIP_MODEL_FORMAT": "torchscript", "TORCHSHIP_MODEL_NAME": "s3m", **aws}  # fmt: skip
+        env = {
+            "TORCHSHIP_MODEL_URI": "s3://models/mlp/v1/mlp.pt",
+            "TORCHSHIP_MODEL_FORMAT": "torchscript",
+            "TORCHSHIP_MODEL_NAME": "s3m",
+            **aws,
+        }
         with runtime_server(tmp_path, **env) as running:
             check(running.url, "s3m", model)
     finally:
@@ -227,8 +262,12 @@ def test_s3_source_through_a_local_s3_server(tmp_path):
 def test_pvc_uri_resolves_under_the_mount_root(tmp_path):
     (tmp_path / "claim" / "mlp").mkdir(parents=True)
     model = save_mlp(tmp_path / "claim" / "mlp" / "model.pt")
-    env = {"TORCHSHIP_MODEL_URI": "pvc://claim/mlp/model.pt", "TORCHSHIP_PVC_ROOT": str(tmp_path),
-           "TORCHSHIP_MODEL_FORMAT": "torchscript", "TORCHSHIP_MODEL_NAME": "pvc"}  # fmt: skip
+    env = {
+        "TORCHSHIP_MODEL_URI": "pvc://claim/mlp/model.pt",
+        "TORCHSHIP_PVC_ROOT": str(tmp_path),
+        "TORCHSHIP_MODEL_FORMAT": "torchscript",
+        "TORCHSHIP_MODEL_NAME": "pvc",
+    }
     with runtime_server(tmp_path, **env) as running:
         check(running.url, "pvc", model)
     assert json.loads(json.dumps(env))  # env stays plain strings

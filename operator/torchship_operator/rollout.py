@@ -1,39 +1,61 @@
-"""The rollout state machine: a pure function from what is wanted and what is observed to
-how many replicas each revision gets, how traffic is weighted, and when to look again.
+"""The rollout state machine: how a ModelService's replicas and traffic are split between its
+revisions, as a pure function of what is wanted, what was decided before and what is observed.
 
-    plan(policy, desired, total, state, revisions, now, promoted_step) -> Decision
+    decision = plan(policy=..., desired=..., total=..., state=..., revisions=..., now=...,
+                    promoted_step=...)
 
-No clock, no client: `now` is an argument and the state is persisted by the operator in
-`status.rollout`, so a restarted operator continues where the last one stopped. Events are
-emitted only on transitions, so calling `plan` again with the same inputs emits nothing new.
+No clock and no client: `now` is an argument and the state lives in `status.rollout`, so a
+restarted operator carries on where the last one stopped. The operator applies the decision
+(Deployment replicas, which revisions the Service selects, HTTPRoute weights, prunes), stores
+`decision.state`, and calls again when a child changes or after `requeue_after` seconds.
+Events come only from transitions of the state, so calling again with the same inputs emits
+nothing new. docs/rollouts.md describes the behaviour for a person.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
+Strategy = Literal["RollingUpdate", "Canary", "BlueGreen"]
+Routing = Literal["replicas", "gateway-api"]
 Phase = Literal["Stable", "Progressing", "Paused", "Aborted"]
+
+REVISION_LABEL = "torchship.dev/revision"
+VERSION_LABEL = "app.kubernetes.io/version"
+# Condition and event messages quote failures from the cluster; keep them one bounded line.
+MESSAGE_LIMIT = 240
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
 
 
 @dataclass(frozen=True)
 class Step:
+    """One canary step: `weight` percent of the traffic on the new revision (1..100)."""
+
     weight: int
-    pause_seconds: int | None  # None: wait until promoted
+    pause_seconds: int | None = None  # None: wait until spec.rollout.promotedStep >= this step
 
 
 @dataclass(frozen=True)
 class RolloutPolicy:
-    strategy: Literal["RollingUpdate", "Canary", "BlueGreen"] = "RollingUpdate"
+    """spec.rollout, reduced to what the state machine needs."""
+
+    strategy: Strategy = "RollingUpdate"
     steps: tuple[Step, ...] = ()
     max_surge: int = 1
     max_unavailable: int = 0
-    progress_deadline_seconds: int = 600
+    progress_deadline_seconds: float = 600
     revision_history_limit: int = 3
+    traffic_routing: Routing = "replicas"
 
     @classmethod
     def from_spec(cls, spec: Any) -> RolloutPolicy:
+        """From the API's RolloutSpec (snake_case attributes)."""
         return cls(
             strategy=spec.strategy,
             steps=tuple(Step(s.weight, s.pause_seconds) for s in spec.steps or ()),
@@ -41,61 +63,130 @@ class RolloutPolicy:
             max_unavailable=spec.max_unavailable,
             progress_deadline_seconds=spec.progress_deadline_seconds,
             revision_history_limit=spec.revision_history_limit,
+            traffic_routing=getattr(spec, "traffic_routing", "replicas"),
         )
+
+    @property
+    def canary_steps(self) -> tuple[Step, ...]:
+        """The steps before the first one at 100%: reaching 100% ends the rollout."""
+        kept: list[Step] = []
+        for step in self.steps:
+            if step.weight >= 100:
+                break
+            kept.append(Step(max(1, step.weight), step.pause_seconds))
+        return tuple(kept)
+
+    @property
+    def budget(self) -> tuple[int, int]:
+        """(surge, unavailable). Both 0 could never move a pod (the CRD rejects it); such a
+        policy makes room one pod at a time, as `maxSurge: 0` means on a full cluster."""
+        surge, unavailable = max(0, self.max_surge), max(0, self.max_unavailable)
+        return (surge, unavailable) if surge or unavailable else (0, 1)
 
 
 @dataclass(frozen=True)
 class ObservedRevision:
-    revision: str
-    replicas: int  # what its Deployment asks for now
-    available: int
-    created: str = ""  # creationTimestamp (RFC 3339 sorts as text)
+    """One revision's Deployment as observed."""
+
+    revision: str  # the short hash that names the revision
+    replicas: int = 0  # spec.replicas: what was last decided for it
+    ready: int = 0
+    available: int = 0
+    version: str | None = None  # the declared model.version, for messages
+    created_at: float = 0.0  # orders the history: newest revisions are kept
+    failure: str | None = None  # why its pods do not come up, e.g. "Unschedulable: 0/4 nodes..."
 
     @classmethod
-    def from_deployment(cls, deployment: Mapping[str, Any]) -> ObservedRevision:
+    def from_deployment(
+        cls, deployment: Mapping[str, Any], failure: str | None = None
+    ) -> ObservedRevision:
         meta = deployment["metadata"]
+        labels = meta.get("labels") or {}
+        status = deployment.get("status") or {}
+        created = meta.get("creationTimestamp")
         return cls(
-            revision=meta["labels"]["torchship.dev/revision"],
-            replicas=deployment.get("spec", {}).get("replicas", 0),
-            available=deployment.get("status", {}).get("availableReplicas", 0),
-            created=meta.get("creationTimestamp", ""),
+            revision=labels[REVISION_LABEL],
+            # The API server defaults spec.replicas to 1; a stored Deployment always has it.
+            replicas=(deployment.get("spec") or {}).get("replicas", 1),
+            ready=status.get("readyReplicas", 0),
+            available=status.get("availableReplicas", 0),
+            version=labels.get(VERSION_LABEL),
+            created_at=parse_time(created) if created else 0.0,
+            failure=failure,
         )
 
 
 @dataclass(frozen=True)
 class RolloutState:
-    """Persisted in status.rollout (camelCase keys)."""
+    """What the state machine remembers between passes, stored in status.rollout."""
 
-    stable: str | None = None
-    target: str | None = None
+    stable_revision: str | None = None  # the last revision that was fully available
+    target_revision: str | None = None  # the revision being rolled out (or that was aborted)
     phase: Phase = "Stable"
-    step: int = 0
-    started_at: float | None = None
-    step_started_at: float | None = None
-    aborted: str | None = None
-    reason: str | None = None
-    message: str = ""
-
-    KEYS = {
-        "stable": "stableRevision",
-        "target": "targetRevision",
-        "phase": "phase",
-        "step": "step",
-        "started_at": "startedAt",
-        "step_started_at": "stepStartedAt",
-        "aborted": "abortedRevision",
-        "reason": "reason",
-        "message": "message",
-    }
+    step: int = 0  # Canary: index of the current step; len(steps) = taking all the traffic
+    started_at: float | None = None  # the rollout began
+    paused_at: float | None = None  # the current step was reached: its pause counts from here
+    progress_at: float | None = None  # last progress: the deadline counts from here
+    target_ready: int = 0  # most ready pods the target has had; more is progress
+    aborted_revision: str | None = None
+    reason: str | None = None  # why it aborted (or stalled), CamelCase
+    message: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {self.KEYS[k]: v for k, v in asdict(self).items() if v not in (None, "")}
+        """camelCase keys; times as RFC 3339 (metav1.MicroTime); unset fields left out."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out[_WIRE[f.name]] = format_time(value) if f.name in _TIMES else value
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> RolloutState | None:
         if not data:
             return None
-        return cls(**{k: data[wire] for k, wire in cls.KEYS.items() if wire in data})
+        values: dict[str, Any] = {}
+        for name, wire in _WIRE.items():
+            value = data.get(wire)
+            if value is None:
+                continue
+            if name in _TIMES:
+                value = parse_time(value)
+            elif name in ("step", "target_ready"):
+                value = int(value)
+            values[name] = value
+        return cls(**values)
+
+
+_WIRE = {
+    "stable_revision": "stableRevision",
+    "target_revision": "targetRevision",
+    "phase": "phase",
+    "step": "step",
+    "started_at": "startedAt",
+    "paused_at": "pausedAt",
+    "progress_at": "progressAt",
+    "target_ready": "targetReady",
+    "aborted_revision": "abortedRevision",
+    "reason": "reason",
+    "message": "message",
+}
+_TIMES = {"started_at", "paused_at", "progress_at"}
+
+
+def format_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str | float) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
 
 
 @dataclass(frozen=True)
@@ -106,26 +197,29 @@ class Event:
 
 
 @dataclass(frozen=True)
+class ConditionHint:
+    """What the rollout says about a condition of the ModelService (metav1.Condition)."""
+
+    status: bool
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class Decision:
-    replicas: dict[str, int]
-    weights: dict[str, int]
+    replicas: dict[str, int]  # every kept revision (0 for old ones) and the desired one
+    weights: dict[str, int]  # percent of the traffic; the serving revisions, summing to 100
+    serving: tuple[str, ...]  # the revisions that receive traffic (the keys of weights)
     state: RolloutState
-    requeue_after: float | None = None
+    requeue_after: float | None = None  # seconds to the next time-based change
     events: tuple[Event, ...] = ()
-    prune: tuple[str, ...] = ()
+    prune: tuple[str, ...] = ()  # revisions beyond revisionHistoryLimit, already at 0: delete
+    progressing: ConditionHint = ConditionHint(False, "RolloutComplete")
+    degraded: ConditionHint = ConditionHint(False, "AsExpected")
 
 
-@dataclass
-class _Draft:
-    """Mutable working copy while planning."""
-
-    state: RolloutState
-    events: list[Event] = field(default_factory=list)
-
-    def to(self, event: Event | None = None, **changes: Any) -> None:
-        self.state = replace(self.state, **changes)
-        if event:
-            self.events.append(event)
+# ---------------------------------------------------------------------------------------------
+# The state machine
 
 
 def plan(
@@ -138,214 +232,479 @@ def plan(
     now: float,
     promoted_step: int | None = None,
 ) -> Decision:
-    observed = {r.revision: r for r in revisions}
-    draft = _Draft(state or RolloutState())
-    stable = draft.state.stable if draft.state.stable in observed else None
-
-    def available(revision: str) -> int:
-        return observed[revision].available if revision in observed else 0
-
-    # Nothing to protect: the first revision (or the stable one vanished) takes everything.
-    if stable is None or stable == desired:
-        if draft.state.target not in (None, desired) and stable == desired:
-            draft.events.append(
-                Event(
-                    "Normal",
-                    "RolledBack",
-                    f"rollout of {draft.state.target} abandoned; {desired} serves again",
-                )
-            )
-        done = total == 0 or available(desired) >= total
-        if done and draft.state.stable != desired:
-            draft.events.append(Event("Normal", "RolloutComplete", f"revision {desired} serves"))
-        draft.to(
-            stable=desired if done else draft.state.stable if stable else None,
-            target=None if done else desired,
-            phase="Stable" if done else "Progressing",
-            step=0,
-            started_at=None if done else draft.state.started_at or now,
-            step_started_at=None,
-            aborted=None,
-            reason=None,
-            message="",
-        )
-        return _decide(policy, draft, {desired: total}, {desired: 100}, observed, desired, now)
-
-    # A different revision is wanted than the one serving.
-    if draft.state.phase == "Aborted" and draft.state.aborted == desired:
-        return _decide(
-            policy, draft, {stable: total, desired: 0}, {stable: 100}, observed, desired, now
-        )
-    if draft.state.target != desired:
-        draft.to(
-            Event(
-                "Normal", "RolloutStarted", f"rolling out revision {desired} ({policy.strategy})"
-            ),
-            target=desired,
-            phase="Progressing",
-            step=0,
-            started_at=now,
-            step_started_at=now,
-            aborted=None,
-            reason=None,
-            message="",
-        )
-
-    deadline = (draft.state.started_at or now) + policy.progress_deadline_seconds
-    if policy.strategy == "Canary":
-        replicas, weights, finished = _canary(
-            policy, draft, desired, stable, total, available, now, promoted_step
-        )
-    elif policy.strategy == "BlueGreen":
-        replicas, weights, finished = _blue_green(desired, stable, total, available)
+    """Decide one pass. Deterministic: the same inputs give the same decision."""
+    run = _Pass(policy, desired, max(0, total), revisions, now, promoted_step, state)
+    stable = run.stable()
+    if stable is None:
+        replicas, weights = run.first_revision()
+    elif desired == stable:
+        replicas, weights = run.settle(stable)
+    elif run.state.phase == "Aborted" and run.state.aborted_revision == desired:
+        # Stays aborted until the spec asks for something else: no retry, no flapping.
+        run.state = replace(run.state, stable_revision=stable)
+        replicas, weights = run.return_to(stable)
     else:
-        replicas, weights, finished = _rolling(policy, desired, stable, total, observed)
+        replicas, weights = run.rollout(stable)
+    return run.decision(replicas, weights)
 
-    if finished:
-        draft.to(
-            Event("Normal", "RolloutComplete", f"revision {desired} serves; {stable} retired"),
-            stable=desired,
-            target=None,
-            phase="Stable",
-            step=0,
-            started_at=None,
-            step_started_at=None,
+
+@dataclass
+class _Pass:
+    """One call of `plan`: the inputs, and the state and events as the pass moves along."""
+
+    policy: RolloutPolicy
+    desired: str
+    total: int
+    revisions: Sequence[ObservedRevision]
+    now: float
+    promoted_step: int | None
+    prior: RolloutState | None
+    state: RolloutState = field(init=False)
+    events: list[Event] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.observed = {r.revision: r for r in self.revisions}
+        self.state = self.prior or RolloutState()
+
+    # -- what is observed --------------------------------------------------------------------
+
+    def spec(self, revision: str) -> int:
+        r = self.observed.get(revision)
+        return max(0, r.replicas) if r else 0
+
+    def ready(self, revision: str) -> int:
+        """Ready pods that will stay: pods above spec.replicas are on their way out."""
+        r = self.observed.get(revision)
+        return max(0, min(r.ready, r.replicas)) if r else 0
+
+    def available(self, revision: str) -> int:
+        r = self.observed.get(revision)
+        return max(0, min(r.available, r.replicas)) if r else 0
+
+    def others(self, *keep: str | None) -> list[str]:
+        return [r for r in self.observed if r not in keep]
+
+    def stable(self) -> str | None:
+        """The revision to fall back on. When status.rollout was lost (or its stable revision
+        deleted by hand), adopt what the cluster shows rather than start from nothing."""
+        remembered = self.state.stable_revision
+        if remembered in self.observed:
+            return remembered
+        if remembered is None and self.state.target_revision is not None:
+            return None  # the first revision is still coming up: nothing proven yet
+        if self.desired in self.observed and self.available(self.desired) >= self.total:
+            return self.desired
+        candidates = [r for r in self.observed.values() if self.available(r.revision) > 0]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda r: (self.available(r.revision), r.created_at)).revision
+
+    # -- paths ---------------------------------------------------------------------------------
+
+    def first_revision(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Nothing to protect: the desired revision takes every replica at once."""
+        desired, prior = self.desired, self.state
+        replicas = {r: 0 for r in self.others(desired)} | {desired: self.total}
+        if self.available(desired) >= self.total:
+            if prior.stable_revision != desired or prior.phase != "Stable":
+                self.emit("Normal", "RolloutComplete", f"revision {self.name(desired)} is stable")
+            self.state = RolloutState(stable_revision=desired)
+            return replicas, {desired: 100}
+        ongoing = (
+            prior.target_revision == desired
+            and prior.stable_revision is None
+            and prior.phase == "Progressing"
         )
-        return _decide(
-            policy, draft, {desired: total, stable: 0}, {desired: 100}, observed, desired, now
+        if not ongoing:
+            prior = RolloutState(
+                target_revision=desired,
+                phase="Progressing",
+                started_at=self.now,
+                progress_at=self.now,
+                target_ready=self.ready(desired),
+            )
+        self.state = self.progressed(prior)
+        if self.state.reason is None and self.past_deadline():
+            # No older revision to go back to: keep trying, but say so once.
+            reason, message = self.stall_reason()
+            self.state = replace(self.state, reason=reason, message=message)
+            self.emit("Warning", "RolloutStalled", message)
+        return replicas, {desired: 100}
+
+    def settle(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
+        """The desired revision is the stable one: a steady state, a scale change, or the
+        spec set back during a rollout (traffic returns at once)."""
+        prior = self.state
+        if prior.target_revision not in (None, stable):
+            self.emit(
+                "Normal",
+                "RolloutAbandoned",
+                f"rollout of revision {self.name(prior.target_revision)} abandoned; "
+                f"revision {self.name(stable)} serves again",
+            )
+        self.state = RolloutState(stable_revision=stable)
+        return self.return_to(stable)
+
+    def rollout(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
+        desired, prior = self.desired, self.state
+        if prior.target_revision != desired or prior.phase in ("Stable", "Aborted"):
+            superseded = prior.target_revision
+            message = (
+                f"rolling out revision {self.name(desired)} over revision {self.name(stable)} "
+                f"({self.policy.strategy})"
+            )
+            if superseded not in (None, stable, desired) and prior.phase != "Aborted":
+                message += f"; the rollout of revision {self.name(superseded)} was superseded"
+            self.emit("Normal", "RolloutStarted", message)
+            prior = RolloutState(
+                target_revision=desired,
+                phase="Progressing",
+                started_at=self.now,
+                progress_at=self.now,
+                target_ready=self.ready(desired),
+            )
+        self.state = self.progressed(replace(prior, stable_revision=stable))
+
+        if self.total == 0:  # nothing runs: nothing to protect
+            return self.complete(stable, {desired: 0, stable: 0})
+        if self.policy.strategy == "Canary":
+            replicas, weights = self.canary(stable)
+        elif self.policy.strategy == "BlueGreen":
+            replicas, weights = self.blue_green(stable)
+        else:
+            replicas, weights = self.rolling(stable)
+        if self.state.phase == "Stable":
+            return replicas, weights
+        if self.state.phase == "Progressing" and self.past_deadline():
+            return self.abort(stable)
+        return replicas, weights
+
+    def rolling(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
+        targets = {r: 0 for r in self.others(self.desired)} | {self.desired: self.total}
+        replicas = self.transition(targets, stable)
+        if self.done(replicas):
+            return self.complete(stable, replicas)
+        return replicas, self.by_ready(replicas, stable)
+
+    def blue_green(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
+        """The new revision comes up in full beside the stable one; traffic switches at once."""
+        desired = self.desired
+        replicas = {r: 0 for r in self.others(desired, stable)}
+        if self.available(desired) >= self.total:
+            return self.complete(stable, replicas | {desired: self.total, stable: 0})
+        return replicas | {stable: self.total, desired: self.total}, {stable: 100}
+
+    def canary(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
+        desired, steps = self.desired, self.policy.canary_steps
+        others = {r: 0 for r in self.others(desired, stable)}  # not part of this canary
+        surge, _ = self.policy.budget
+        # Each pass walks as far as it can: steps whose pause already ended pass at once.
+        while True:
+            index = self.state.step
+            if index >= len(steps):
+                targets = {desired: self.total, stable: 0}
+                replicas = others | self.transition(targets, stable)
+                if self.done(replicas):
+                    return self.complete(stable, replicas)
+                return replicas, self.by_ready(replicas, stable)
+            step = steps[index]
+            canary, base = canary_split(self.total, step.weight, surge)
+            targets = {desired: canary, stable: base}
+            replicas = others | self.transition(targets, stable)
+            if self.state.phase == "Progressing":
+                reached = (
+                    replicas[desired] == canary
+                    and replicas[stable] == base
+                    and self.ready(desired) >= canary
+                )
+                if not reached:
+                    return replicas, self.by_ready(replicas, stable)
+                self.state = replace(self.state, phase="Paused", paused_at=self.now)
+                self.emit("Normal", "CanaryStepReached", self.step_message(index, step))
+            if not self.released(index, step):
+                if self.policy.traffic_routing == "gateway-api" and base > 0:
+                    # Exact weights per revision Service, whatever the pod counts round to.
+                    return replicas, {desired: step.weight, stable: 100 - step.weight}
+                return replicas, self.by_ready(replicas, stable)
+            self.state = replace(
+                self.state,
+                step=index + 1,
+                phase="Progressing",
+                paused_at=None,
+                progress_at=self.now,
+            )
+
+    def abort(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
+        desired = self.desired
+        failure = self.observed[desired].failure if desired in self.observed else None
+        reason = failure_reason(failure) or "ProgressDeadlineExceeded"
+        detail = f": {failure}" if failure else ""
+        message = one_line(
+            f"revision {self.name(desired)} made no progress for "
+            f"{self.policy.progress_deadline_seconds:g}s{detail}; "
+            f"traffic went back to revision {self.name(stable)}"
         )
-    if now >= deadline and draft.state.phase != "Paused":
-        message = (
-            f"revision {desired} was not available within {policy.progress_deadline_seconds}s; "
-            f"traffic is back on {stable}"
-        )
-        draft.to(
-            Event("Warning", "RolloutAborted", message),
+        self.state = replace(
+            self.state,
             phase="Aborted",
-            aborted=desired,
-            target=desired,
-            reason="ProgressDeadlineExceeded",
+            aborted_revision=desired,
+            paused_at=None,
+            reason=reason,
             message=message,
         )
-        return _decide(
-            policy, draft, {stable: total, desired: 0}, {stable: 100}, observed, desired, now
+        self.emit("Warning", "RolloutAborted", message)
+        return self.return_to(stable)
+
+    def return_to(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
+        """Everything back on `stable`. RollingUpdate goes back the way it came (the others
+        may hold most of the pods); Canary and BlueGreen switch at once, since the stable
+        revision still holds nearly all of them."""
+        targets = {r: 0 for r in self.others(stable)} | {stable: self.total}
+        if self.policy.strategy == "RollingUpdate":
+            replicas = self.transition(targets, stable)
+            return replicas, self.by_ready(replicas, stable)
+        return targets, {stable: 100}
+
+    def complete(
+        self, stable: str, replicas: dict[str, int]
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        desired = self.desired
+        self.emit(
+            "Normal",
+            "RolloutComplete",
+            f"revision {self.name(desired)} is stable (was {self.name(stable)})",
         )
-    return _decide(policy, draft, replicas, weights, observed, desired, now, deadline)
+        self.state = RolloutState(stable_revision=desired)
+        return replicas, {desired: 100}
 
+    # -- helpers -------------------------------------------------------------------------------
 
-def _canary(policy, draft, desired, stable, total, available, now, promoted_step):
-    step_index = min(draft.state.step, len(policy.steps))
-    while step_index < len(policy.steps):
-        step = policy.steps[step_index]
-        canary = total if step.weight >= 100 else max(1, round(total * step.weight / 100))
-        base = 0 if step.weight >= 100 else max(total - canary, 1 if total >= 2 else 0)
-        if available(desired) < canary:
-            draft.to(phase="Progressing", step=step_index)
-            return (
-                {desired: canary, stable: base},
-                {desired: step.weight, stable: 100 - step.weight},
-                False,
-            )
-        started = draft.state.step_started_at or now
+    def transition(self, targets: Mapping[str, int], stable: str) -> dict[str, int]:
+        """One move from the replicas last decided toward `targets`, within the budget:
+        at most total + maxSurge pods, at least total - maxUnavailable of them ready.
+        With maxSurge 0 the old revision gives way first ("make room first")."""
+        surge, unavailable = self.policy.budget
+        new = {r: self.spec(r) for r in targets}
+        ready = {r: min(self.ready(r), new[r]) for r in targets}
+        # Pods that are not ready serve nothing: revisions going down drop those first.
+        for r, target in targets.items():
+            if new[r] > target:
+                new[r] = max(target, ready[r])
+        # Then ready pods, while enough stay ready. The stable revision gives way last.
+        spare = sum(min(ready[r], new[r]) for r in new) - (self.total - unavailable)
+        order = sorted(
+            (r for r in targets if r != stable),
+            key=lambda r: (self.observed[r].created_at if r in self.observed else 0.0, r),
+        )
+        for r in [*order, stable] if stable in targets else order:
+            take = min(max(0, spare), new[r] - targets[r])
+            if take > 0:
+                new[r] -= take
+                spare -= take
+        # Revisions going up take the room left under total + maxSurge, the desired first.
+        room = self.total + surge - sum(new.values())
+        for r in sorted(targets, key=lambda r: (r != self.desired, r != stable)):
+            grow = min(max(0, room), targets[r] - new[r])
+            if grow > 0:
+                new[r] += grow
+                room -= grow
+        return new
+
+    def done(self, replicas: Mapping[str, int]) -> bool:
+        """The desired revision holds every replica, all available, and nothing else runs."""
+        desired = self.desired
+        return (
+            replicas.get(desired, 0) == self.total
+            and self.available(desired) >= self.total
+            and all(n == 0 for r, n in replicas.items() if r != desired)
+        )
+
+    def by_ready(self, replicas: Mapping[str, int], stable: str) -> dict[str, int]:
+        """Weights as the Service spreads requests: in proportion to the ready pods that stay."""
+        counts = {
+            r: min(self.ready(r), n)
+            for r, n in sorted(replicas.items(), key=lambda kv: (kv[0] != stable, kv[0]))
+            if n > 0
+        }
+        weights = apportion(counts)
+        if weights:
+            return weights
+        # Nothing ready yet: name the revision that holds the pods, so weights never go empty.
+        fallback = max(
+            sorted(replicas), key=lambda r: (replicas[r], r == stable, r == self.desired)
+        )
+        return {fallback: 100}
+
+    def progressed(self, state: RolloutState) -> RolloutState:
+        """More ready pods on the target than ever before in this rollout is progress."""
+        ready = self.ready(self.desired)
+        if ready > state.target_ready:
+            return replace(state, target_ready=ready, progress_at=self.now)
+        return state
+
+    def past_deadline(self) -> bool:
+        since = self.state.progress_at if self.state.progress_at is not None else self.now
+        return self.now - since >= self.policy.progress_deadline_seconds
+
+    def stall_reason(self) -> tuple[str, str]:
+        r = self.observed.get(self.desired)
+        failure = r.failure if r else None
+        detail = f": {failure}" if failure else ""
+        return failure_reason(failure) or "ProgressDeadlineExceeded", one_line(
+            f"revision {self.name(self.desired)} made no progress for "
+            f"{self.policy.progress_deadline_seconds:g}s{detail}"
+        )
+
+    def released(self, index: int, step: Step) -> bool:
         if step.pause_seconds is None:
-            if promoted_step is None or promoted_step < step_index:
-                draft.to(
-                    phase="Paused",
-                    step=step_index,
-                    reason="AwaitingPromotion",
-                    message=f"step {step_index} ({step.weight}%) waits for "
-                    f"spec.rollout.promotedStep >= {step_index}",
-                )
-                return (
-                    {desired: canary, stable: base},
-                    {desired: step.weight, stable: 100 - step.weight},
-                    False,
-                )
-        elif now < started + step.pause_seconds:
-            draft.to(phase="Progressing", step=step_index)
-            return (
-                {desired: canary, stable: base},
-                {desired: step.weight, stable: 100 - step.weight},
-                False,
-            )
-        step_index += 1
-        draft.to(
-            Event(
-                "Normal", "CanaryStepCompleted", f"step {step_index - 1} ({step.weight}%) completed"
-            ),
-            step=step_index,
-            step_started_at=now,
-            phase="Progressing",
-            reason=None,
-            message="",
+            return self.promoted_step is not None and self.promoted_step >= index
+        paused_at = self.state.paused_at if self.state.paused_at is not None else self.now
+        return self.now - paused_at >= step.pause_seconds
+
+    def step_message(self, index: int, step: Step) -> str:
+        head = f"step {index} of revision {self.name(self.desired)} at {step.weight}%"
+        if step.pause_seconds is None:
+            return f"{head}: waiting for spec.rollout.promotedStep >= {index}"
+        return f"{head}: pausing {step.pause_seconds}s"
+
+    def name(self, revision: str | None) -> str:
+        """A revision as a person knows it: its hash and declared version."""
+        r = self.observed.get(revision or "")
+        return f"{revision} ({r.version})" if r and r.version else str(revision)
+
+    def emit(self, kind: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.events.append(Event(kind, reason, message))
+
+    # -- the decision ----------------------------------------------------------------------------
+
+    def decision(self, replicas: dict[str, int], weights: dict[str, int]) -> Decision:
+        state = self.state
+        replicas = {r: 0 for r in self.observed} | {self.desired: 0} | replicas
+        prune = self.prune(replicas)
+        for r in prune:
+            del replicas[r]
+        progressing, degraded = self.hints()
+        return Decision(
+            replicas=replicas,
+            weights=weights,
+            serving=tuple(weights),
+            state=state,
+            requeue_after=self.requeue_after(),
+            events=tuple(self.events),
+            prune=prune,
+            progressing=progressing,
+            degraded=degraded,
         )
-    # Past the last step: everything to the new revision, the old one goes once it is ready.
-    if available(desired) >= total:
-        return {desired: total, stable: 0}, {desired: 100}, True
-    return {desired: total, stable: total}, {desired: 100, stable: 0}, False
+
+    def prune(self, replicas: Mapping[str, int]) -> tuple[str, ...]:
+        """Old revisions beyond the history limit, once scaled to 0 and drained."""
+        state = self.state
+        keep = {self.desired, state.stable_revision, state.target_revision}
+        history = sorted(
+            (r for r in self.observed.values() if r.revision not in keep),
+            key=lambda r: (r.created_at, r.revision),
+            reverse=True,
+        )
+        return tuple(
+            r.revision
+            for r in history[max(0, self.policy.revision_history_limit) :]
+            if replicas.get(r.revision, 0) == 0 and r.replicas == 0 and r.ready == 0
+        )
+
+    def requeue_after(self) -> float | None:
+        state, wakeups = self.state, []
+        deadline_applies = state.stable_revision is not None or state.reason is None
+        if state.phase == "Progressing" and deadline_applies and state.progress_at is not None:
+            wakeups.append(state.progress_at + self.policy.progress_deadline_seconds)
+        steps = self.policy.canary_steps
+        if state.phase == "Paused" and state.step < len(steps) and state.paused_at is not None:
+            pause = steps[state.step].pause_seconds
+            if pause is not None:
+                wakeups.append(state.paused_at + pause)
+        future = [t - self.now for t in wakeups if t > self.now]
+        return min(future) if future else None
+
+    def hints(self) -> tuple[ConditionHint, ConditionHint]:
+        state, desired = self.state, self.desired
+        healthy = ConditionHint(False, "AsExpected")
+        if state.phase == "Aborted":
+            reason = state.reason or "RolloutAborted"
+            return (
+                ConditionHint(False, "RolloutAborted", state.message or ""),
+                ConditionHint(True, reason, state.message or ""),
+            )
+        if state.phase == "Stable":
+            return ConditionHint(False, "RolloutComplete", ""), healthy
+        if state.reason:  # the first revision stalled
+            return (
+                ConditionHint(False, state.reason, state.message or ""),
+                ConditionHint(True, state.reason, state.message or ""),
+            )
+        steps = self.policy.canary_steps
+        if self.policy.strategy == "Canary" and state.step < len(steps):
+            step = steps[state.step]
+            if state.phase == "Paused":
+                reason = "AwaitingPromotion" if step.pause_seconds is None else "CanaryPaused"
+                return ConditionHint(True, reason, self.step_message(state.step, step)), healthy
+            message = (
+                f"step {state.step} of revision {self.name(desired)} at {step.weight}%: "
+                "waiting for its pods"
+            )
+            return ConditionHint(True, "RolloutInProgress", message), healthy
+        if state.stable_revision is None:
+            return ConditionHint(
+                True, "RolloutInProgress", f"bringing up revision {desired}"
+            ), healthy
+        message = f"rolling out revision {self.name(desired)} ({self.policy.strategy})"
+        return ConditionHint(True, "RolloutInProgress", message), healthy
 
 
-def _blue_green(desired, stable, total, available):
-    if available(desired) >= total:
-        return {desired: total, stable: 0}, {desired: 100}, True
-    return {desired: total, stable: total}, {stable: 100, desired: 0}, False
+# ---------------------------------------------------------------------------------------------
+# Arithmetic
 
 
-def _rolling(policy, desired, stable, total, observed):
-    new = observed.get(desired)
-    old = [r for r in observed.values() if r.revision != desired]
-    new_available = new.available if new else 0
-    old_replicas = sum(r.replicas for r in old)
-    old_available = sum(r.available for r in old)
-    if new_available >= total and old_replicas == 0:
-        return {desired: total}, {desired: 100}, True
-    # Scale old down by what availability allows, then new up by what surge allows.
-    min_available = total - policy.max_unavailable
-    can_remove = max(0, new_available + min(old_available, old_replicas) - min_available)
-    remaining_old = max(0, old_replicas - can_remove)
-    new_replicas = max(
-        new.replicas if new else 0, min(total, total + policy.max_surge - remaining_old)
-    )
-    replicas = {desired: new_replicas}
-    # Take replicas from the oldest revisions first; the stable one goes last.
-    to_remove = old_replicas - remaining_old
-    for revision in sorted(old, key=lambda r: (r.revision == stable, r.created)):
-        take = min(revision.replicas, to_remove)
-        replicas[revision.revision] = revision.replicas - take
-        to_remove -= take
-    serving = sum(replicas.values()) or 1
-    weights = {r: round(100 * n / serving) for r, n in replicas.items() if n}
-    return replicas, weights, False
+def canary_split(total: int, weight: int, surge: int) -> tuple[int, int]:
+    """(canary pods, stable pods) for a step below 100%: weight% of total, rounded half up,
+    at least one canary pod, and at least one stable pod (beside a lone canary pod when
+    total is 1, if maxSurge leaves room for it)."""
+    if total <= 0:
+        return 0, 0
+    canary = max(1, (total * weight + 50) // 100)
+    if total >= 2:
+        canary = min(canary, total - 1)
+        return canary, total - canary
+    return 1, 1 if surge >= 1 else 0
 
 
-def _decide(policy, draft, replicas, weights, observed, desired, now, deadline=None) -> Decision:
-    state = draft.state
-    keep = {desired, state.stable} - {None}
-    retired = sorted(
-        (r for r in observed.values() if r.revision not in keep and r.revision not in replicas),
-        key=lambda r: r.created,
-        reverse=True,
-    )
-    # Retired revisions stay, scaled to zero, up to the history limit: a rollback is a scale-up.
-    for r in retired:
-        replicas.setdefault(r.revision, 0)
-    prune = tuple(r.revision for r in retired[policy.revision_history_limit :])
-    for revision in prune:
-        replicas.pop(revision, None)
-    requeue = None
-    if state.phase == "Progressing":
-        wakeups = [deadline] if deadline is not None else []
-        if policy.strategy == "Canary" and state.step < len(policy.steps):
-            pause = policy.steps[state.step].pause_seconds
-            if pause is not None and state.step_started_at is not None:
-                wakeups.append(state.step_started_at + pause)
-        future = [w - now for w in wakeups if w is not None and w > now]
-        requeue = min(future) if future else None
-    return Decision(
-        replicas=dict(replicas),
-        weights=weights,
-        state=state,
-        requeue_after=requeue,
-        events=tuple(draft.events),
-        prune=prune,
-    )
+def apportion(counts: Mapping[str, int]) -> dict[str, int]:
+    """Whole percentages in proportion to the positive counts, summing to 100 (largest
+    remainder, ties in the given order); every positive count gets at least 1."""
+    positive = {k: v for k, v in counts.items() if v > 0}
+    if not positive:
+        return {}
+    whole = sum(positive.values())
+    shares = {k: 100 * v // whole for k, v in positive.items()}
+    order = list(positive)
+    by_remainder = sorted(order, key=lambda k: (-(100 * positive[k] % whole), order.index(k)))
+    for k in by_remainder[: 100 - sum(shares.values())]:
+        shares[k] += 1
+    if len(shares) <= 100:
+        for k in order:
+            if shares[k] == 0:
+                donor = max(order, key=lambda d: (shares[d], -order.index(d)))
+                shares[donor] -= 1
+                shares[k] = 1
+    return shares
+
+
+def failure_reason(failure: str | None) -> str | None:
+    """ "Unschedulable: 0/4 nodes ..." -> "Unschedulable" (a CamelCase reason for conditions)."""
+    if not failure:
+        return None
+    head = failure.split(":", 1)[0].strip()
+    return head if head.isalnum() and head[:1].isupper() else "RevisionFailed"
+
+
+def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

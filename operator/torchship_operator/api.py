@@ -273,11 +273,12 @@ class ModelServiceSpec(ApiModel):
     model: ModelSource
     runtime: RuntimeSpec = defaulted(RuntimeSpec)
     gpu: GpuSpec | None = None
-    replicas: int | None = Field(
-        default=None,
+    replicas: int = Field(
+        default=1,
         ge=0,
         le=1000,
-        description="Total replicas when autoscaling is off (default 1); the scale subresource.",
+        description="Total replicas across revisions; the scale subresource. With autoscaling "
+        "the HorizontalPodAutoscaler sets it (leave it out of GitOps manifests then).",
     )
     autoscaling: AutoscalingSpec | None = None
     rollout: RolloutSpec = defaulted(RolloutSpec)
@@ -287,13 +288,6 @@ class ModelServiceSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                # On creation only: afterwards the HPA owns spec.replicas through /scale.
-                rule(
-                    "oldSelf.hasValue() || !(has(self.replicas) && has(self.autoscaling))",
-                    "spec.replicas and spec.autoscaling cannot both be set: with autoscaling "
-                    "the HorizontalPodAutoscaler sets the replica count",
-                    optionalOldSelf=True,
-                ),
                 rule(
                     "self.runtime.device != 'cuda' || (has(self.gpu) && self.gpu.count > 0)",
                     "runtime.device cuda needs gpu.count > 0",
@@ -305,9 +299,10 @@ class ModelServiceSpec(ApiModel):
 
     @property
     def total_replicas(self) -> int:
-        if self.replicas is not None:
+        if self.autoscaling is None:
             return self.replicas
-        return self.autoscaling.min_replicas if self.autoscaling else 1
+        scaling = self.autoscaling
+        return min(max(self.replicas, scaling.min_replicas), scaling.max_replicas)
 
 
 class Condition(ApiModel):

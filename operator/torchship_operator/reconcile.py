@@ -105,7 +105,13 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         desired=desired,
         total=spec.total_replicas,
         state=rollout.RolloutState.from_dict(previous.get("rollout")),
-        revisions=[rollout.ObservedRevision.from_deployment(d) for d in observed.deployments],
+        revisions=[
+            rollout.ObservedRevision.from_deployment(
+                d,
+                failure=pods_failure(observed.pods, d["metadata"]["labels"][render.LABEL_REVISION]),
+            )
+            for d in observed.deployments
+        ],
         now=now,
         promoted_step=spec.rollout.promoted_step,
     )
@@ -139,12 +145,16 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
 
     failure = None
     if decision.state.phase == "Aborted":
-        failure = status.Failure(decision.state.reason or "RolloutAborted", decision.state.message)
+        failure = status.Failure(
+            decision.state.reason or "RolloutAborted", decision.state.message or ""
+        )
     new_status = status.compute(
         owner=owner,
         url=render.service_url(owner, spec),
         generation=generation,
-        desired_revision=desired if failure is None else (decision.state.stable or desired),
+        desired_revision=desired
+        if failure is None
+        else (decision.state.stable_revision or desired),
         total=spec.total_replicas,
         max_unavailable=spec.rollout.max_unavailable,
         weights=decision.weights,
@@ -220,6 +230,12 @@ async def write_status(
 def kube_equal(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """The status as stored equals the one computed (the server drops nothing we write)."""
     return all(previous.get(k) == v for k, v in new.items()) and set(previous) <= set(new)
+
+
+def pods_failure(pods: Sequence[Mapping[str, Any]], revision: str) -> str | None:
+    mine = [p for p in pods if p["metadata"]["labels"].get(render.LABEL_REVISION) == revision]
+    failure = status.pod_failure(mine)
+    return f"{failure.reason}: {failure.message}" if failure else None
 
 
 def first(items: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:

@@ -105,10 +105,6 @@ INVALID = [
         "autoscaling.minReplicas must not be greater than",
     ),
     (
-        {"replicas": 2, "autoscaling": {"maxReplicas": 3}},
-        "spec.replicas and spec.autoscaling cannot both be set",
-    ),
-    (
         {"model": {"uri": "ftp://host/m.pt", "format": "torchscript"}},
         "model.uri must start with file://",
     ),

@@ -288,8 +288,8 @@ class _Pass:
         """The revision to fall back on. When status.rollout was lost (or its stable revision
         deleted by hand), adopt what the cluster shows rather than start from nothing."""
         remembered = self.state.stable_revision
-        if remembered in self.observed:
-            return remembered
+        if remembered in self.observed or (remembered and remembered == self.desired):
+            return remembered  # (a stable revision at 0 replicas may not be created yet)
         if remembered is None and self.state.target_revision is not None:
             return None  # the first revision is still coming up: nothing proven yet
         if self.desired in self.observed and self.available(self.desired) >= self.total:
@@ -698,7 +698,8 @@ def apportion(counts: Mapping[str, int]) -> dict[str, int]:
 
 
 def failure_reason(failure: str | None) -> str | None:
-    """ "Unschedulable: 0/4 nodes ..." -> "Unschedulable" (a CamelCase reason for conditions)."""
+    """The CamelCase reason a failure starts with ("Unschedulable: 0/4 nodes ..."), for
+    conditions; "RevisionFailed" when it starts with none."""
     if not failure:
         return None
     head = failure.split(":", 1)[0].strip()

@@ -435,19 +435,14 @@ class _Pass:
             )
 
     def abort(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
-        desired = self.desired
-        failure = self.observed[desired].failure if desired in self.observed else None
-        reason = failure_reason(failure) or "ProgressDeadlineExceeded"
-        detail = f": {failure}" if failure else ""
-        message = one_line(
-            f"revision {self.name(desired)} made no progress for "
-            f"{self.policy.progress_deadline_seconds:g}s{detail}; "
-            f"traffic went back to revision {self.name(stable)}"
-        )
+        reason, why = self.stall_reason()
+        # The cause can be long (a scheduler message): the outcome must survive the cut.
+        outcome = f"; traffic went back to revision {self.name(stable)}"
+        message = one_line(why, MESSAGE_LIMIT - len(outcome)) + outcome
         self.state = replace(
             self.state,
             phase="Aborted",
-            aborted_revision=desired,
+            aborted_revision=self.desired,
             paused_at=None,
             reason=reason,
             message=message,
@@ -485,7 +480,7 @@ class _Pass:
         With maxSurge 0 the old revision gives way first ("make room first")."""
         surge, unavailable = self.policy.budget
         new = {r: self.spec(r) for r in targets}
-        ready = {r: min(self.ready(r), new[r]) for r in targets}
+        ready = {r: self.ready(r) for r in targets}
         # Pods that are not ready serve nothing: revisions going down drop those first.
         for r, target in targets.items():
             if new[r] > target:

@@ -324,6 +324,18 @@ def test_no_progress_within_the_deadline_aborts_back_to_stable(policy):
     assert later.replicas == {"a": 4, "b": 0} and later.weights == {"a": 100}
 
 
+def test_abort_message_is_one_bounded_line_that_keeps_the_outcome():
+    failure = "Unschedulable: " + "0/400 nodes are available:\n insufficient gpu. " * 20
+    state = replace(rolling_out(at=0.0), target_ready=1)
+    observed = [rev("a", 3), rev("b", 2, 1, failure=failure)]
+    d = call(state=state, revisions=observed, now=600.0)
+    message = d.state.message
+    assert len(message) <= 240 and "\n" not in message
+    assert message.startswith("revision b made no progress for 600s: Unschedulable: 0/400")
+    assert message.endswith("...; traffic went back to revision a")
+    assert d.events[0].message == message == d.degraded.message
+
+
 def test_the_deadline_counts_from_the_last_progress():
     state = replace(rolling_out(at=0.0), target_ready=1)
     # A second ready pod 500 s in is progress: the deadline moves.

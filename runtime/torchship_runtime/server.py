@@ -211,6 +211,8 @@ class App:
 
 
 async def respond(send: Send, status: int, body: bytes, headers: list) -> None:
+    # An explicit length spares HTTP/1.1 chunked encoding on every response.
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -1,9 +1,9 @@
 """The ModelService API (torchship.dev/v1alpha1), modelled once.
 
 The CRD in crds/ is generated from these types (`python -m torchship_operator.crdgen`):
-field docstrings become schema descriptions, defaults and enums carry over, and the
-`x-kubernetes-validations` CEL rules below are what the API server enforces on every write.
-Wire names are camelCase (aliases); Python attributes are snake_case.
+class and field docstrings become schema descriptions (what `kubectl explain` shows), defaults
+and enums carry over, and the `x-kubernetes-validations` CEL rules below are what the API server
+enforces on every write. Wire names are camelCase (aliases); Python attributes are snake_case.
 """
 
 from __future__ import annotations
@@ -32,16 +32,25 @@ def defaulted(factory: Any, **kwargs: Any) -> Any:
 
 
 def rule(expression: str, message: str, **extra: Any) -> dict[str, Any]:
+    """One x-kubernetes-validations entry: a CEL expression and what a person reads."""
     return {"rule": expression, "message": message, **extra}
+
+
+def validations(*rules: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
 
 
 class ApiModel(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
     )
 
 
-# Free-form Kubernetes objects we pass through untouched (tolerations, env, HPA behavior).
+# Free-form Kubernetes objects passed through untouched (tolerations, valueFrom, HPA behavior).
 FreeForm = dict[str, Any]
 
 
@@ -49,61 +58,74 @@ class TensorSpec(ApiModel):
     """One input or output tensor, as the Open Inference Protocol describes it."""
 
     name: str = Field(min_length=1, max_length=128)
+    """Tensor name in requests and responses."""
     datatype: Literal[
         "BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "BF16", "FP32", "FP64", "BYTES"
     ]
-    shape: list[int] = Field(description="Dimensions; -1 for a variable one (the batch).")
+    """Open Inference Protocol datatype."""
+    shape: list[int] = Field(max_length=16)
+    """Dimensions; -1 for a variable one (the batch)."""
 
 
 class ModelSource(ApiModel):
-    """What to serve."""
+    """What to serve. Changing any of it starts a new revision."""
 
-    uri: str = Field(
-        max_length=2048,
-        description="Where the model lives: file://, pvc://claim/path, http(s)://, s3://, "
-        "or an absolute path inside the image.",
-    )
-    format: Literal["torchscript", "exported-program", "state-dict", "handler"] = Field(
-        description="torchscript (torch.jit), exported-program (torch.export .pt2), state-dict "
-        "(weights; entrypoint builds the module), handler (a user class)."
-    )
-    entrypoint: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
-        description="module:callable that builds the nn.Module (state-dict) or the handler class.",
-    )
-    version: str | None = Field(
-        default=None, max_length=63, description="The declared version; shown and served."
-    )
-    name: str | None = Field(
-        default=None,
-        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$",
-        max_length=128,
-        description="Served model name (default: metadata.name).",
-    )
+    uri: str = Field(max_length=2048)
+    """Where the model lives: file://, pvc://claim/path, http(s)://, s3://, or an absolute path
+    inside the image."""
+    format: Literal["torchscript", "exported-program", "state-dict", "handler"]
+    """torchscript (torch.jit), exported-program (torch.export .pt2), state-dict (weights; the
+    entrypoint builds the module), handler (a user class)."""
+    entrypoint: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    """module:callable that builds the nn.Module (state-dict) or the handler class."""
+    version: str | None = Field(default=None, max_length=63)
+    """The declared version: shown in `kubectl get`, labelled on the pods, served."""
+    name: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", max_length=128)
+    """Served model name (default: metadata.name)."""
     inputs: list[TensorSpec] | None = Field(default=None, max_length=32)
+    """Input tensors, for model metadata and request checks."""
     outputs: list[TensorSpec] | None = Field(default=None, max_length=32)
+    """Output tensors, for model metadata and response names."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                rule(
-                    " || ".join(f"self.uri.startsWith('{s}')" for s in URI_SCHEMES)
-                    + " || self.uri.startsWith('/')",
-                    "model.uri must start with file://, pvc://, http://, https:// or s3:// "
-                    "(or be an absolute path)",
-                    fieldPath=".uri",
-                    reason="FieldValueInvalid",
-                ),
-                rule(
-                    "!(self.format in ['state-dict', 'handler']) || has(self.entrypoint)",
-                    "model.entrypoint (module:callable) is required for the state-dict and "
-                    "handler formats",
-                    fieldPath=".entrypoint",
-                    reason="FieldValueRequired",
-                ),
-            ]
-        }
+    model_config = validations(
+        rule(
+            " || ".join(f"self.uri.startsWith('{s}')" for s in URI_SCHEMES)
+            + " || self.uri.startsWith('/')",
+            "model.uri must start with file://, pvc://, http://, https:// or s3:// "
+            "(or be an absolute path)",
+            fieldPath=".uri",
+            reason="FieldValueInvalid",
+        ),
+        rule(
+            "!self.uri.startsWith('pvc://') || self.uri.matches('^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?$')",
+            "model.uri pvc://<claim>/<path> needs a PersistentVolumeClaim name (a DNS label)",
+            fieldPath=".uri",
+            reason="FieldValueInvalid",
+        ),
+        rule(
+            "!(self.format in ['state-dict', 'handler']) || has(self.entrypoint)",
+            "model.entrypoint (module:callable) is required for the state-dict and handler formats",
+            fieldPath=".entrypoint",
+            reason="FieldValueRequired",
+        ),
+    )
+
+
+class EnvVar(ApiModel):
+    """A container environment variable, as in a Pod spec."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    """Variable name."""
+    value: str | None = None
+    """Literal value."""
+    value_from: FreeForm | None = None
+    """configMapKeyRef, secretKeyRef, fieldRef or resourceFieldRef, as in a Pod spec."""
+
+    model_config = validations(
+        rule(
+            "!(has(self.value) && has(self.valueFrom))",
+            "an env var has either value or valueFrom, not both",
+        )
     )
 
 
@@ -111,160 +133,178 @@ class Batching(ApiModel):
     """Dynamic batching in the runtime."""
 
     enabled: bool = True
+    """Queue concurrent requests and run them as one forward pass."""
     max_batch_size: int = Field(default=32, ge=1, le=1024)
-    max_delay_ms: float = Field(
-        default=5, ge=0, le=1000, description="Counted from the first queued request."
-    )
+    """A batch closes when it holds this many requests..."""
+    max_delay_ms: float = Field(default=5, ge=0, le=1000)
+    """...or this many milliseconds after its first request was queued."""
 
 
 class Resources(ApiModel):
     """Container resources (GPUs come from spec.gpu)."""
 
     requests: dict[str, int | str] | None = None
+    """Requested quantities, e.g. cpu: "2", memory: 4Gi."""
     limits: dict[str, int | str] | None = None
+    """Limits, e.g. memory: 8Gi."""
 
 
 class RuntimeSpec(ApiModel):
-    """How the torch runtime serves the model."""
+    """How the torch runtime serves the model. Changing it starts a new revision."""
 
-    image: str | None = Field(default=None, description="Default: the operator's runtime image.")
+    image: str | None = None
+    """Runtime image (default: the operator's TORCHSHIP_RUNTIME_IMAGE)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA when the pod has a GPU, else CPU."""
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    """Floating point type the model runs in."""
     quantize: Literal["none", "dynamic-int8"] = "none"
+    """dynamic-int8: quantize Linear layers at load (CPU only)."""
     batching: Batching = defaulted(Batching)
     resources: Resources | None = None
-    env: list[FreeForm] | None = Field(default=None, description="Extra container env vars.")
-    drain_seconds: int = Field(
-        default=10, ge=0, le=600, description="After SIGTERM, keep serving this long."
+    env: list[EnvVar] | None = Field(
+        default=None,
+        max_length=64,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    """Extra container env vars, after the runtime's own; one of the same name replaces the
+    runtime's."""
+    drain_seconds: int = Field(default=10, ge=0, le=600)
+    """After SIGTERM, keep serving this long while the Service drops the pod."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                rule(
-                    "self.quantize != 'dynamic-int8' || self.device == 'cpu'",
-                    "runtime.quantize dynamic-int8 runs on CPU only: set runtime.device to cpu",
-                    fieldPath=".quantize",
-                )
-            ]
-        }
+    model_config = validations(
+        rule(
+            "self.quantize != 'dynamic-int8' || self.device == 'cpu'",
+            "runtime.quantize dynamic-int8 runs on CPU only: set runtime.device to cpu",
+            fieldPath=".quantize",
+        )
     )
 
 
 class GpuSpec(ApiModel):
-    """GPUs per replica and where they are."""
+    """GPUs per replica and the nodes that have them. Changing it starts a new revision."""
 
-    count: int = Field(default=0, ge=0, le=16, description="GPUs per replica.")
-    resource_name: str = Field(
-        default="nvidia.com/gpu",
-        pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$",
-        description="Extended resource, e.g. nvidia.com/gpu or a MIG profile "
-        "such as nvidia.com/mig-1g.10gb.",
-    )
-    product: str | None = Field(
-        default=None, max_length=63, description="Node label nvidia.com/gpu.product to require."
-    )
+    count: int = Field(default=0, ge=0, le=16)
+    """GPUs per replica (resources.limits[resourceName])."""
+    resource_name: str = Field(default="nvidia.com/gpu", pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$")
+    """Extended resource, e.g. nvidia.com/gpu or a MIG profile such as nvidia.com/mig-1g.10gb."""
+    product: str | None = Field(default=None, max_length=63)
+    """Required value of the node label nvidia.com/gpu.product, e.g. NVIDIA-H100-80GB-HBM3."""
     node_selector: dict[str, str] | None = None
-    tolerations: list[FreeForm] | None = Field(
-        default=None, description="Default when count > 0: tolerate nvidia.com/gpu NoSchedule."
-    )
-    runtime_class_name: str | None = None
+    """More node labels to require (merged with product)."""
+    tolerations: list[FreeForm] | None = Field(default=None, max_length=32)
+    """Pod tolerations. Default when count > 0: tolerate the nvidia.com/gpu NoSchedule taint."""
+    runtime_class_name: str | None = Field(default=None, max_length=253)
+    """RuntimeClass of the pods, e.g. nvidia."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                rule(
-                    "!has(self.product) || self.count > 0",
-                    "gpu.product selects GPU nodes, so it needs gpu.count > 0",
-                    fieldPath=".product",
-                )
-            ]
-        }
+    model_config = validations(
+        rule(
+            "!has(self.product) || self.count > 0",
+            "gpu.product selects GPU nodes, so it needs gpu.count > 0",
+            fieldPath=".product",
+        )
     )
 
 
 class MetricTarget(ApiModel):
-    type: Literal["cpu", "memory", "inflight"] = Field(
-        description="cpu/memory: average utilisation in percent of requests; inflight: the "
-        "runtime's in-flight requests per pod."
-    )
+    """One signal the autoscaler follows."""
+
+    type: Literal["cpu", "memory", "inflight"]
+    """cpu/memory: average utilisation in percent of requests; inflight: the runtime's in-flight
+    requests per pod."""
     target: int = Field(ge=1)
+    """Target value per pod (percent for cpu and memory)."""
 
 
 class AutoscalingSpec(ApiModel):
-    """A HorizontalPodAutoscaler on this ModelService's scale subresource."""
+    """A HorizontalPodAutoscaler on this ModelService's scale subresource: it sets
+    spec.replicas, and the operator splits that total between revisions."""
 
     min_replicas: int = Field(default=1, ge=0)
+    """Lower bound."""
     max_replicas: int = Field(ge=1)
+    """Upper bound."""
     metrics: list[MetricTarget] = Field(
         default_factory=lambda: [MetricTarget(type="cpu", target=70)], max_length=8
     )
-    behavior: FreeForm | None = Field(default=None, description="Passed to the HPA as is.")
+    """Signals to scale on (default: 70% CPU)."""
+    behavior: FreeForm | None = None
+    """HorizontalPodAutoscaler behavior (scaleUp/scaleDown policies), passed as is."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                rule(
-                    "self.minReplicas <= self.maxReplicas",
-                    "autoscaling.minReplicas must not be greater than autoscaling.maxReplicas",
-                    fieldPath=".minReplicas",
-                )
-            ]
-        }
+    model_config = validations(
+        rule(
+            "self.minReplicas <= self.maxReplicas",
+            "autoscaling.minReplicas must not be greater than autoscaling.maxReplicas",
+            fieldPath=".minReplicas",
+        )
     )
 
 
 class CanaryStep(ApiModel):
-    weight: int = Field(ge=1, le=100, description="Percent of traffic on the new revision.")
-    pause_seconds: int | None = Field(
-        default=None, ge=0, description="Unset: wait until promoted (spec.rollout.promotedStep)."
-    )
+    """One canary step."""
+
+    weight: int = Field(ge=1, le=100)
+    """Percent of the traffic (and replicas) on the new revision."""
+    pause_seconds: int | None = Field(default=None, ge=0)
+    """How long to hold the step. Unset: wait until promoted (spec.rollout.promotedStep)."""
 
 
 class RolloutSpec(ApiModel):
-    """How a new revision replaces the old one."""
+    """How a new revision replaces the serving one."""
 
     strategy: Literal["RollingUpdate", "Canary", "BlueGreen"] = "RollingUpdate"
+    """RollingUpdate: replace pods within maxSurge/maxUnavailable. Canary: shift traffic in
+    steps. BlueGreen: bring the new revision up in full, then switch all traffic at once."""
     steps: list[CanaryStep] | None = Field(default=None, max_length=20)
-    max_surge: int = Field(default=1, ge=0, description="0: make room first (full GPU nodes).")
+    """Canary steps, in order; 100% follows the last."""
+    max_surge: int = Field(default=1, ge=0)
+    """Pods above the total during a rollout. 0: make room first (full GPU nodes)."""
     max_unavailable: int = Field(default=0, ge=0)
+    """Pods below the total that may be missing during a rollout."""
     progress_deadline_seconds: int = Field(default=600, ge=10)
+    """A new revision that makes no progress this long is aborted and traffic goes back."""
     revision_history_limit: int = Field(default=3, ge=0, le=20)
+    """Old revisions kept at 0 replicas for a fast rollback."""
     traffic_routing: Literal["replicas", "gateway-api"] = "replicas"
-    promoted_step: int | None = Field(
-        default=None, ge=0, description="Index of the last manual canary step released."
-    )
+    """replicas: one Service, traffic split by pod count. gateway-api: HTTPRoute weights."""
+    promoted_step: int | None = Field(default=None, ge=0)
+    """Index of the last canary step released by hand (steps without pauseSeconds wait for it).
+    Declarative, so GitOps can promote."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                rule(
-                    "self.strategy != 'Canary' || (has(self.steps) && size(self.steps) > 0)",
-                    "rollout.strategy Canary needs at least one step in rollout.steps",
-                    fieldPath=".steps",
-                ),
-                rule(
-                    "self.maxSurge > 0 || self.maxUnavailable > 0",
-                    "rollout.maxSurge and rollout.maxUnavailable cannot both be 0",
-                ),
-            ]
-        }
+    model_config = validations(
+        rule(
+            "self.strategy != 'Canary' || (has(self.steps) && size(self.steps) > 0)",
+            "rollout.strategy Canary needs at least one step in rollout.steps",
+            fieldPath=".steps",
+        ),
+        rule(
+            "self.maxSurge > 0 || self.maxUnavailable > 0",
+            "rollout.maxSurge and rollout.maxUnavailable cannot both be 0",
+        ),
     )
 
 
 class ServiceSpec(ApiModel):
+    """The Service in front of the model."""
+
     port: int = Field(default=8080, ge=1, le=65535)
+    """Service port (the runtime listens on 8080)."""
 
 
 class SecretKeyRef(ApiModel):
-    name: str = Field(min_length=1)
-    key: str = Field(default="token", min_length=1)
+    """A key of a Secret in the ModelService's namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """Secret name."""
+    key: str = Field(default="token", min_length=1, max_length=253)
+    """Key within the Secret."""
 
 
 class AuthSpec(ApiModel):
     """Require a bearer token on inference requests (health and metrics stay open)."""
 
     token_secret_ref: SecretKeyRef
+    """The token, mounted into the pods as a file; its value never appears in env or status."""
 
 
 class ModelServiceSpec(ApiModel):
@@ -273,32 +313,25 @@ class ModelServiceSpec(ApiModel):
     model: ModelSource
     runtime: RuntimeSpec = defaulted(RuntimeSpec)
     gpu: GpuSpec | None = None
-    replicas: int = Field(
-        default=1,
-        ge=0,
-        le=1000,
-        description="Total replicas across revisions; the scale subresource. With autoscaling "
-        "the HorizontalPodAutoscaler sets it (leave it out of GitOps manifests then).",
-    )
+    replicas: int = Field(default=1, ge=0, le=1000)
+    """Total replicas across revisions; the scale subresource. With autoscaling the
+    HorizontalPodAutoscaler sets it (leave it out of GitOps manifests then)."""
     autoscaling: AutoscalingSpec | None = None
     rollout: RolloutSpec = defaulted(RolloutSpec)
     service: ServiceSpec = defaulted(ServiceSpec)
     auth: AuthSpec | None = None
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                rule(
-                    "self.runtime.device != 'cuda' || (has(self.gpu) && self.gpu.count > 0)",
-                    "runtime.device cuda needs gpu.count > 0",
-                    fieldPath=".runtime.device",
-                ),
-            ]
-        }
+    model_config = validations(
+        rule(
+            "self.runtime.device != 'cuda' || (has(self.gpu) && self.gpu.count > 0)",
+            "runtime.device cuda needs gpu.count > 0",
+            fieldPath=".runtime.device",
+        ),
     )
 
     @property
     def total_replicas(self) -> int:
+        """Replicas across revisions; within the autoscaler's bounds before it first acts."""
         if self.autoscaling is None:
             return self.replicas
         scaling = self.autoscaling
@@ -306,34 +339,58 @@ class ModelServiceSpec(ApiModel):
 
 
 class Condition(ApiModel):
-    """metav1.Condition."""
+    """A condition in metav1.Condition shape."""
 
     type: str
+    """Ready, Available, Progressing or Degraded."""
     status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
     reason: str
+    """Why, in one CamelCase word (e.g. Unschedulable, ImagePullBackOff)."""
     message: str = ""
+    """Details for a person, e.g. the scheduler's own message."""
     observed_generation: int | None = None
+    """metadata.generation the condition was computed for."""
     last_transition_time: str
+    """When status last changed."""
 
 
 class RevisionStatus(ApiModel):
+    """One revision: a distinct pod spec, run by one Deployment."""
+
     name: str
+    """Its Deployment."""
     revision: str
+    """Short hash of its pod-relevant spec."""
     version: str | None = None
+    """model.version it serves."""
     weight: int = 0
+    """Percent of the traffic it takes."""
     replicas: int = 0
+    """Replicas wanted for it."""
     ready_replicas: int = 0
+    """Replicas ready."""
     phase: str = ""
+    """Serving, Progressing or Retired."""
 
 
 class ModelServiceStatus(ApiModel):
     """Observed state, written by the operator only."""
 
     observed_generation: int | None = None
+    """metadata.generation this status was computed for."""
     conditions: list[Condition] | None = None
+    """Ready (serving the desired revision in full), Available (enough replicas serving),
+    Progressing (a rollout underway), Degraded (something needs a person)."""
     replicas: int | None = None
+    """Replicas across revisions (the scale subresource)."""
     ready_replicas: int | None = None
+    """Ready replicas across revisions."""
     selector: str | None = None
+    """Label selector of the pods, for the scale subresource and the autoscaler."""
     url: str | None = None
+    """In-cluster URL of the Service."""
     revisions: list[RevisionStatus] | None = None
-    rollout: FreeForm | None = Field(default=None, description="Rollout state machine progress.")
+    """Revisions that still have a Deployment, by name."""
+    rollout: FreeForm | None = None
+    """Rollout state machine progress (stable and target revision, phase, step)."""

@@ -93,6 +93,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 
 def _kept(schema: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in schema.items() if k in KEEP}
+    if "description" in out:  # docstrings wrap; `kubectl explain` rewraps
+        out["description"] = " ".join(out["description"].split())
     if "maxLength" in out and "type" not in schema:
         out["type"] = "string"
     return out
@@ -113,7 +115,7 @@ def status_schema() -> dict[str, Any]:
 
 def crd() -> dict[str, Any]:
     spec = openapi_schema(api.ModelServiceSpec)
-    spec["description"] = api.ModelServiceSpec.__doc__
+    spec["description"] = " ".join((api.ModelServiceSpec.__doc__ or "").split())
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -140,10 +140,14 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
     settings.batching.worker_limit = 64
-    settings.peering.lifetime = 15  # a dead leader is replaced within seconds
+    # A dead leader is replaced within `lifetime` seconds; each live peer writes a keep-alive
+    # somewhat more often than that.
+    settings.peering.lifetime = 30
     settings.peering.mandatory = config.leader_election
     start_http_server(config.metrics_port)
     controller.kube = Kube(make_api_client())
+    if config.leader_election:
+        await controller.kube.ensure_peering(config.peering_name, config.namespaces)
     controller.workers = [
         asyncio.create_task(worker(), name=f"reconcile-{i}") for i in range(config.workers)
     ]

@@ -8,6 +8,8 @@ makes no write requests at all.
 from __future__ import annotations
 
 import asyncio
+import enum
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +22,7 @@ from . import api
 
 FIELD_MANAGER = "torchship"
 USER_AGENT = "torchship-operator"
+FINGERPRINT = f"{api.GROUP}/applied"
 PATHS = {
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{namespace}/deployments",
     ("v1", "Service"): "/api/v1/namespaces/{namespace}/services",
@@ -69,6 +72,55 @@ def contains(live: Any, desired: Any) -> bool:
     return False
 
 
+class Applied(enum.Enum):
+    """What an apply did. Falsy when nothing was written."""
+
+    UNCHANGED = "unchanged"
+    CREATED = "created"
+    UPDATED = "updated"  # what we want changed
+    SCALED = "scaled"  # only spec.replicas differed
+    CORRECTED = "corrected"  # someone else changed our fields: they were restored
+
+    def __bool__(self) -> bool:
+        return self is not Applied.UNCHANGED
+
+
+def annotation(obj: Mapping[str, Any], key: str) -> str | None:
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(key)
+
+
+def fingerprinted(desired: Mapping[str, Any]) -> dict[str, Any]:
+    """`desired` with an annotation holding a hash of itself (replicas aside).
+
+    `contains` alone cannot see a field we stopped wanting (a removed label stays on the live
+    object and still "contains" the rest); a changed fingerprint can. It changes only when what
+    we apply changes, so it never makes a converged object look different. Replicas are left
+    out so that a scale tells apart from a change of intent.
+    """
+    meta = dict(desired["metadata"])
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != FINGERPRINT}
+    spec = {k: v for k, v in (desired.get("spec") or {}).items() if k != "replicas"}
+    hashed = {**desired, "metadata": {**meta, "annotations": annotations}, "spec": spec}
+    canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
+    meta["annotations"] = {
+        **annotations,
+        FINGERPRINT: hashlib.sha256(canonical.encode()).hexdigest()[:16],
+    }
+    return {**desired, "metadata": meta}
+
+
+def classify(desired: Mapping[str, Any], live: Mapping[str, Any]) -> Applied:
+    """Why `live` (which differs from `desired`) needs an apply."""
+    if annotation(live, FINGERPRINT) != annotation(desired, FINGERPRINT):
+        return Applied.UPDATED
+    live_spec = live.get("spec") or {}
+    if "replicas" in live_spec and "replicas" in (desired.get("spec") or {}):
+        rescaled = {**desired, "spec": {**desired["spec"], "replicas": live_spec["replicas"]}}
+        if contains(live, rescaled):
+            return Applied.SCALED
+    return Applied.CORRECTED
+
+
 class Kube:
     """Async facade over the (synchronous) official client: calls run in worker threads."""
 
@@ -100,10 +152,11 @@ class Kube:
             raise ApiException(status=response.status, reason=response.reason, body=data)
         return json.loads(data) if data else None
 
-    async def apply(self, desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
-        """Server-side apply `desired` unless `live` already matches; True when written."""
+    async def apply(self, desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> Applied:
+        """Server-side apply `desired` unless `live` already matches; says what it did."""
+        desired = fingerprinted(desired)
         if live is not None and contains(live, desired):
-            return False
+            return Applied.UNCHANGED
         meta = desired["metadata"]
         base = PATHS[(desired["apiVersion"], desired["kind"])].format(namespace=meta["namespace"])
         await self._call(
@@ -114,7 +167,7 @@ class Kube:
             fieldManager=FIELD_MANAGER,
             force="true",
         )
-        return True
+        return Applied.CREATED if live is None else classify(desired, live)
 
     async def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
         path = PATHS[("apps/v1", "Deployment")].format(namespace=namespace)
@@ -169,3 +222,21 @@ class Kube:
             content_type="application/merge-patch+json",
             fieldManager=FIELD_MANAGER,
         )
+
+    async def ensure_peering(self, name: str, namespaces: list[str]) -> None:
+        """Create the kopf peering object(s) that leader election runs on, when missing:
+        one ClusterKopfPeering cluster-wide, else one KopfPeering per watched namespace."""
+        group = "/apis/kopf.dev/v1"
+        targets = (
+            [(f"{group}/namespaces/{ns}/kopfpeerings", "KopfPeering", ns) for ns in namespaces]
+            if namespaces
+            else [(f"{group}/clusterkopfpeerings", "ClusterKopfPeering", None)]
+        )
+        for path, kind, namespace in targets:
+            meta = {"name": name} | ({"namespace": namespace} if namespace else {})
+            body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": meta}
+            try:
+                await self._call("POST", path, body=body, fieldManager=FIELD_MANAGER)
+            except ApiException as e:
+                if e.status != 409:  # already there
+                    raise

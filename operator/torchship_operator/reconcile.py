@@ -15,11 +15,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import api, autoscaling, render, rollout, status
-from .kube import Kube
+from .kube import Applied, Kube
 from .metrics import WRITES
 from .settings import Settings
 
 log = logging.getLogger("torchship.reconcile")
+
+# Rollout phases that wait on time or on a person rather than on pods.
+WAITING_REASONS = {"CanaryPaused", "AwaitingPromotion"}
 
 
 @dataclass
@@ -116,22 +119,28 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         promoted_step=spec.rollout.promoted_step,
     )
 
-    service = render.render_service(owner, spec)
-    if await kube.apply(service, first(observed.services)):
-        outcome.writes.append("service")
-
-    for revision, replicas in decision.replicas.items():
-        current = live.get(revision)
-        if revision == desired:
-            deployment = render.render_deployment(owner, spec, desired, replicas, image)
-            if await kube.apply(deployment, current):
-                outcome.writes.append(f"deployment/{revision}")
-                if current is None:
-                    outcome.emit("Normal", "RevisionCreated", f"created revision {revision}")
-        elif current is not None and current["spec"].get("replicas") != replicas:
-            # Older revisions keep their own template; only their scale changes.
-            await kube.scale_deployment(owner.namespace, current["metadata"]["name"], replicas)
+    wanted = render.render(owner, spec, image, decision.replicas, decision.serving)
+    applied = await kube.apply(wanted.service, first(observed.services))
+    note_apply(outcome, "Service", owner.name, applied)
+    current = live.get(desired)
+    applied = await kube.apply(wanted.deployment, current)
+    note_apply(outcome, "Deployment", wanted.deployment["metadata"]["name"], applied)
+    replicas = wanted.deployment["spec"]["replicas"]
+    if applied is Applied.CREATED:
+        version = f" (version {spec.model.version})" if spec.model.version else ""
+        outcome.emit(
+            "Normal",
+            "RevisionCreated",
+            f"created revision {desired}{version} with {replicas} replicas",
+        )
+    elif applied is Applied.SCALED:
+        note_scale(outcome, desired, current["spec"].get("replicas"), replicas)
+    for revision, count in wanted.scales.items():
+        older = live.get(revision)
+        if older is not None and older["spec"].get("replicas") != count:
+            await kube.scale_deployment(owner.namespace, older["metadata"]["name"], count)
             outcome.writes.append(f"scale/{revision}")
+            note_scale(outcome, revision, older["spec"].get("replicas"), count)
     for revision in decision.prune:
         if revision in live:
             await kube.delete(
@@ -164,10 +173,35 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         now=now_iso(),
         rollout=decision.state.to_dict(),
         failure=failure,
+        step=rollout_step(decision),
     )
     await write_status(kube, owner, previous, new_status, outcome)
     outcome.requeue_after = decision.requeue_after
     return outcome
+
+
+def rollout_step(decision: rollout.Decision) -> status.Failure | None:
+    """What a rollout waits for, when it is more than its pods coming up."""
+    hint = decision.progressing
+    if hint.status and hint.reason in WAITING_REASONS:
+        return status.Failure(hint.reason, hint.message)
+    return None
+
+
+def note_apply(outcome: Outcome, kind: str, name: str, applied: Applied) -> None:
+    if not applied:
+        return
+    outcome.writes.append(f"{kind.lower()}/{name}")
+    if applied is Applied.CORRECTED:
+        outcome.emit(
+            "Warning",
+            "DriftCorrected",
+            f"{kind} {name} was changed outside torchship; its managed fields were restored",
+        )
+
+
+def note_scale(outcome: Outcome, revision: str, before: int | None, after: int) -> None:
+    outcome.emit("Normal", "Scaled", f"scaled revision {revision} from {before} to {after}")
 
 
 async def reconcile_hpa(
@@ -192,8 +226,7 @@ async def reconcile_hpa(
         owner_reference=owner.reference,
         autoscaling=spec.autoscaling.model_dump(mode="json", by_alias=True, exclude_none=True),
     )
-    if await kube.apply(hpa, live):
-        outcome.writes.append("hpa")
+    note_apply(outcome, "HorizontalPodAutoscaler", owner.name, await kube.apply(hpa, live))
 
 
 async def write_status(
@@ -211,12 +244,11 @@ async def write_status(
     WRITES.labels("status").inc()
     outcome.writes.append("status")
     old_ready = next((c for c in previous.get("conditions") or [] if c["type"] == "Ready"), None)
-    if old_ready is None or old_ready["reason"] != ready["reason"]:
-        kind = (
-            "Normal"
-            if ready["status"] == "True" or ready["reason"] == "RolloutInProgress"
-            else "Warning"
-        )
+    # One event per change of cause; pods coming up are already told by RevisionCreated.
+    changed = old_ready is None or old_ready["reason"] != ready["reason"]
+    if changed and ready["reason"] != "RolloutInProgress":
+        degraded = next(c for c in new["conditions"] if c["type"] == "Degraded")
+        kind = "Warning" if degraded["status"] == "True" else "Normal"
         outcome.emit(kind, ready["reason"], ready["message"] or ready["reason"])
     log.info(
         "status of %s/%s updated: Ready=%s (%s)",

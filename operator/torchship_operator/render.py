@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,17 @@ def selector(name: str) -> dict[str, str]:
     return {LABEL_MS: name}
 
 
+def service_selector(
+    name: str, serving: Sequence[str] = (), running: Iterable[str] = ()
+) -> dict[str, str]:
+    """The pods that receive traffic. Usually every revision's: replica counts split the
+    traffic. When a revision runs pods that must not serve yet (a blue-green preview, an aborted
+    target still draining), the Service narrows to the one serving revision."""
+    if len(serving) == 1 and not set(running) <= set(serving):
+        return {LABEL_MS: name, LABEL_REVISION: serving[0]}
+    return selector(name)
+
+
 def selector_string(name: str) -> str:
     return ",".join(f"{k}={v}" for k, v in selector(name).items())
 
@@ -121,8 +133,11 @@ def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
             )
     if spec.auth:
         values["TORCHSHIP_AUTH_TOKEN_FILE"] = f"{AUTH_DIR}/{spec.auth.token_secret_ref.key}"
-    env = [{"name": k, "value": v} for k, v in values.items()]
-    return env + [dict(e) for e in runtime.env or []]
+    user = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in runtime.env or []]
+    # A user's variable of the same name replaces ours (a list-map allows each name once).
+    overridden = {e["name"] for e in user}
+    ours = [{"name": k, "value": v} for k, v in values.items() if k not in overridden]
+    return ours + user
 
 
 def pvc_claim(uri: str) -> str | None:
@@ -263,14 +278,19 @@ def render_deployment(
                 "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
             },
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": dict(labels)},
                 "spec": pod_spec(owner.name, spec, image),
             },
         },
     }
 
 
-def render_service(owner: Owner, spec: api.ModelServiceSpec) -> dict[str, Any]:
+def render_service(
+    owner: Owner,
+    spec: api.ModelServiceSpec,
+    serving: Sequence[str] = (),
+    running: Iterable[str] = (),
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -282,9 +302,41 @@ def render_service(owner: Owner, spec: api.ModelServiceSpec) -> dict[str, Any]:
         },
         "spec": {
             "type": "ClusterIP",
-            "selector": selector(owner.name),
+            "selector": service_selector(owner.name, serving, running),
             "ports": [
                 {"name": "http", "port": spec.service.port, "targetPort": "http", "protocol": "TCP"}
             ],
         },
     }
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Every object one ModelService should own, for one replica split between revisions."""
+
+    revision: str  # the desired revision's hash
+    service: dict[str, Any]
+    deployment: dict[str, Any]  # the desired revision's Deployment
+    # Older revisions keep their own (immutable) template; only their replica count is ours.
+    scales: dict[str, int]  # revision -> replicas
+
+
+def render(
+    owner: Owner,
+    spec: api.ModelServiceSpec,
+    image: str,
+    revision_replicas: Mapping[str, int],
+    serving: Sequence[str] = (),
+) -> Desired:
+    """The desired objects. `revision_replicas` is the split the rollout decided (the desired
+    revision and every kept older one); `serving` the revisions that take traffic."""
+    revision = revision_hash(spec, image)
+    replicas = revision_replicas.get(revision, spec.total_replicas)
+    return Desired(
+        revision=revision,
+        service=render_service(
+            owner, spec, serving, running=[r for r, n in revision_replicas.items() if n > 0]
+        ),
+        deployment=render_deployment(owner, spec, revision, replicas, image),
+        scales={r: n for r, n in revision_replicas.items() if r != revision},
+    )

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Settings(BaseModel):
-    runtime_image: str = "ghcr.io/torchship/runtime:0.1.0"
-    namespaces: list[str] = Field(default_factory=list, description="Empty: cluster-wide.")
-    metrics_port: int = 8080
-    health_port: int = 8081
-    log_level: str = "INFO"
+    """Each field is read from TORCHSHIP_<FIELD NAME IN CAPITALS>; the Helm chart sets them."""
+
+    runtime_image: str = Field(default="ghcr.io/torchship/runtime:0.1.0", min_length=1)
+    """Runtime image of ModelServices that name none."""
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces to watch, comma-separated; empty: cluster-wide."""
+    metrics_port: int = Field(default=8080, ge=1, le=65535)
+    """Prometheus metrics (/metrics)."""
+    health_port: int = Field(default=8081, ge=1, le=65535)
+    """Liveness (/healthz)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     leader_election: bool = False
+    """Run several replicas of which one acts (kopf peering)."""
     peering_name: str = "torchship"
-    workers: int = 8
+    """Name of the peering object the replicas share."""
+    workers: int = Field(default=8, ge=1, le=256)
+    """ModelServices reconciled at once."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("namespaces", mode="before")
     @classmethod

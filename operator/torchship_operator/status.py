@@ -114,8 +114,10 @@ def compute(
     now: str,
     rollout: Mapping[str, Any] | None = None,
     failure: Failure | None = None,
+    step: Failure | None = None,
 ) -> dict[str, Any]:
-    """The whole status subresource. `failure` is a known cause (invalid spec, aborted rollout)."""
+    """The whole status subresource. `failure` is a known cause (invalid spec, aborted rollout);
+    `step` what an unfinished rollout waits for (a canary pause, a promotion), when it says."""
     views = sorted((RevisionView.from_deployment(d) for d in deployments), key=lambda v: v.name)
     current = next((v for v in views if v.revision == desired_revision), None)
     ready_total = sum(v.ready for v in views)
@@ -146,6 +148,8 @@ def compute(
         ready = (False, "ScaledToZero", "spec.replicas is 0")
     elif done:
         ready = (True, "Ready", counts)
+    elif step is not None:
+        ready = (False, step.reason, step.message)
     else:
         ready = (False, "RolloutInProgress", counts)
     available_floor = max(1, total - max_unavailable)
@@ -162,6 +166,8 @@ def compute(
         progressing = (False, "RolloutComplete", counts)
     elif failure is not None:
         progressing = (False, failure.reason, failure.message)
+    elif step is not None:
+        progressing = (True, step.reason, step.message)
     else:
         progressing = (True, "RolloutInProgress", counts)
     degraded = (True, failure.reason, failure.message) if failure else (False, "AsExpected", "")

@@ -269,7 +269,11 @@ class ControlPlane:
         """Stop one component and start it again with the same flags (fault tests)."""
         proc = self.procs[component]
         proc.terminate()
-        proc.wait(30)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # the apiserver waits on open watches: enough
+            proc.kill()
+            proc.wait()
         self._spawn(component, proc.args[1:], detach=False)
         if component == "kube-apiserver":
             self._wait_http(f"{self.server}/readyz", component, 120)

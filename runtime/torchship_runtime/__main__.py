@@ -1,85 +1,91 @@
-"""`python -m torchship_runtime`: serve one model until told to stop.
+"""`python -m torchship_runtime` (`torchship-runtime`): serve one model until told to stop.
 
-Start-up: signal handlers first, then the HTTP server (live at once, ready once the model is
-loaded and warmed), then the model. A model that fails to load ends the process non-zero with
-the reason, so the pod's status shows it.
-Shutdown, as Kubernetes needs it: on SIGTERM readiness turns 503 at once while requests are
-still served for the drain period (Services drop endpoints with a lag), then in-flight work
-finishes and the process exits; a second SIGTERM exits at once.
+Start-up order: signal handlers, settings, the HTTP server (live at once; ready once the model is
+loaded and warmed up), the model. A model that fails to load ends the process with exit code 1
+and the reason, in the log and in the pod's termination message, so `kubectl describe pod` shows
+it; the server is never left live but unable to serve.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
-import signal
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 import uvloop
 
 from .dataplane import DataPlane
-from .models import load
 from .server import App
 from .settings import RuntimeSettings, from_args
+from .shutdown import Shutdown, install_early_handlers
 
 log = logging.getLogger("torchship.runtime")
+TERMINATION_LOG = Path("/dev/termination-log")  # Kubernetes' terminationMessagePath default
 
 
 class Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, plane: DataPlane) -> None:
-        super().__init__(config)
-        self.plane = plane
-        self.loop: asyncio.AbstractEventLoop | None = None
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # SIGTERM and SIGINT belong to the shutdown module
 
-    def handle_exit(self, sig: int, frame: object) -> None:  # called from the signal handler
-        if self.plane.draining or self.plane.model is None:
-            log.warning("signal %s: exiting now", sig)
-            os._exit(0 if self.plane.model is None else 1)
-        self.plane.draining = True
-        drain = self.plane.settings.drain_seconds
-        log.info("signal %s: not ready any more; serving on for %.1fs, then exiting", sig, drain)
-        self.loop.call_soon_threadsafe(self.loop.call_later, drain, self.stop)
 
-    def stop(self) -> None:
-        self.should_exit = True  # uvicorn stops accepting and finishes what is in flight
+def report_failure(message: str) -> None:
+    log.error("%s", message)
+    if TERMINATION_LOG.parent.is_dir():
+        with contextlib.suppress(OSError):
+            TERMINATION_LOG.write_text(message[-4000:])
 
 
 async def serve(settings: RuntimeSettings) -> int:
     plane = DataPlane(settings)
-    app = App(plane)
+    try:
+        app = App(plane)
+    except (OSError, ValueError) as error:
+        report_failure(f"torchship-runtime: {error}")
+        return 2
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         http="httptools",
-        lifespan="on",
+        lifespan="off",
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=15,
+        server_header=False,
+        date_header=False,
         backlog=2048,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
     )
-    server = Server(config, plane)
-    server.loop = asyncio.get_running_loop()
-    serving = asyncio.create_task(server.serve())
+    server = Server(config)
+    Shutdown(plane, server).install(asyncio.get_running_loop())
+    serving = asyncio.create_task(server.serve(), name="http")
     try:
-        model = await asyncio.to_thread(load, settings)
+        await plane.load()
     except Exception as error:
-        log.error("the model could not be loaded: %s: %s", type(error).__name__, error)
+        log.debug("load failure", exc_info=True)
+        report_failure(
+            f"the model could not be loaded ({settings.model_format} from "
+            f"{settings.model_uri}): {type(error).__name__}: {error}"
+        )
         server.should_exit = True
-        await serving
+        with contextlib.suppress(BaseException):
+            await serving
         return 1
-    plane.set_model(model)
-    log.info("serving model %s on %s:%d", model.name, settings.host, settings.port)
+    if serving.done():  # the port could not be bound, say
+        return 1
+    log.info("serving model %s on %s:%d", settings.model_name, settings.host, settings.port)
     await serving
+    plane.executor.shutdown(wait=False, cancel_futures=True)
     log.info("stopped")
     return 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    # Before anything slow: a SIGTERM during start-up ends the process at once.
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    install_early_handlers()
     try:
         settings = from_args(argv)
     except Exception as error:

@@ -1,10 +1,14 @@
-"""Dynamic batching: requests queue, a batch closes at max_batch_size rows or max_delay after
-the *first* queued request arrived, one forward pass runs off the event loop, and results are
-split back per request.
+"""Dynamic batching: requests for the model queue; a batch closes at `max_batch_size` rows or
+`max_delay` after the *first* queued request arrived; one forward pass runs in the forward thread
+(off the event loop) and its outputs are split back, request by request.
 
 A lone request is never held back for nothing: the batcher waits for more only while other
-requests are already on their way in (accepted by the server, not yet queued). Under load,
-requests that arrive while a forward pass runs form the next batch by themselves.
+requests are already on their way in (accepted by the server, not queued yet; `arriving`). Under
+load, the requests that arrive while a forward pass runs form the next batch by themselves, so
+the delay is rarely waited out at all.
+
+Requests batch together only when their inputs match in dtype and trailing shape. A batch that
+fails is retried request by request, so one poisoned request fails alone, with the model's error.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InferenceError
+from .errors import InferenceError, ModelFailure
 
 Batch = dict[str, torch.Tensor]
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     inputs: Batch
     rows: int
@@ -35,17 +39,20 @@ class Pending:
 
 def batch_key(inputs: Batch) -> tuple:
     """Requests batch together only when every input matches in dtype and trailing shape."""
-    return tuple((name, value.dtype, tuple(value.shape[1:])) for name, value in inputs.items())
+    return tuple((name, value.dtype, value.shape[1:]) for name, value in inputs.items())
 
 
-def as_error(error: Exception) -> Exception:
-    """Failures of a forward pass are about the inputs they were given (a 400), with the
-    model's own words; the server keeps serving."""
+def as_error(error: Exception) -> InferenceError:
+    """A forward pass's failure, for the requests it was running: the model's own words. Errors
+    about the values (shapes, dtypes, indices) are the client's (400); running out of memory
+    or anything else is the server's (500)."""
     if isinstance(error, InferenceError):
         return error
-    if isinstance(error, RuntimeError | ValueError | TypeError | IndexError):
+    if isinstance(error, torch.OutOfMemoryError):
+        return ModelFailure(f"the model ran out of memory: {error}")
+    if isinstance(error, RuntimeError | ValueError | TypeError | IndexError | KeyError):
         return InferenceError(f"the model could not run this input: {error}")
-    return InferenceError(f"inference failed: {error}", status=500)
+    return ModelFailure(f"inference failed: {type(error).__name__}: {error}")
 
 
 class Batcher:
@@ -59,6 +66,8 @@ class Batcher:
         arriving: Callable[[], int] = lambda: 0,
         observe: Callable[[int, int], None] = lambda rows, queued: None,
     ) -> None:
+        """`run` is the forward pass (called in `executor`), `arriving` counts requests accepted
+        but not queued yet, `observe(rows, queued)` is told each batch's size and what waits."""
         self.run = run
         self.executor = executor
         self.max_batch_size = max_batch_size
@@ -73,10 +82,16 @@ class Batcher:
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.loop(), name="batcher")
 
+    @property
+    def healthy(self) -> bool:
+        """False once the batching loop has died (liveness should then fail)."""
+        return self.task is not None and not self.task.done()
+
     async def submit(self, inputs: Batch) -> Batch:
+        """Queue one request's inputs (leading dim = its rows); its outputs when its batch ran."""
         rows = next(iter(inputs.values())).shape[0]
-        if rows > self.max_batch_size:
-            # Larger than any batch: run it alone rather than refuse it.
+        if rows >= self.max_batch_size:
+            # A full batch (or more) by itself: run it without queueing.
             return await self._forward_alone(inputs)
         future = asyncio.get_running_loop().create_future()
         self.queue.append(Pending(inputs, rows, batch_key(inputs), time.monotonic(), future))
@@ -84,21 +99,23 @@ class Batcher:
         return await future
 
     async def _forward_alone(self, inputs: Batch) -> Batch:
-        loop = asyncio.get_running_loop()
         self.forward_passes += 1
+        self.observe(next(iter(inputs.values())).shape[0], len(self.queue))
         try:
-            return await loop.run_in_executor(self.executor, self.run, inputs)
+            return await asyncio.get_running_loop().run_in_executor(self.executor, self.run, inputs)
         except Exception as error:
             raise as_error(error) from None
 
     def _take(self, key: tuple, room: int) -> list[Pending]:
-        """Queued requests with this key, in order, up to `room` rows; others stay queued."""
-        taken, kept = [], deque()
-        while self.queue:
-            item = self.queue.popleft()
-            if item.future.cancelled():
+        """Queued requests with this key, oldest first, up to `room` rows; others stay queued."""
+        taken: list[Pending] = []
+        kept: deque[Pending] = deque()
+        queue = self.queue
+        while queue:
+            item = queue.popleft()
+            if item.future.done():  # cancelled while queued (the client went away)
                 continue
-            if item.key == key and item.rows <= room:
+            if room and item.key == key and item.rows <= room:
                 taken.append(item)
                 room -= item.rows
             else:
@@ -117,13 +134,14 @@ class Batcher:
                 continue
             rows = sum(p.rows for p in batch)
             deadline = first.arrived + self.max_delay
-            while rows < self.max_batch_size:
-                now = time.monotonic()
-                if now >= deadline or self.arriving() <= 0:
+            # Wait for more only while more is on its way, and never past the deadline.
+            while rows < self.max_batch_size and self.arriving() > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     break
                 self.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wakeup.wait(), deadline - now)
+                    await asyncio.wait_for(self.wakeup.wait(), remaining)
                 more = self._take(first.key, self.max_batch_size - rows)
                 batch += more
                 rows += sum(p.rows for p in more)
@@ -132,23 +150,38 @@ class Batcher:
     async def _execute(self, batch: list[Pending], rows: int) -> None:
         self.observe(rows, len(self.queue))
         loop = asyncio.get_running_loop()
-        names = list(batch[0].inputs)
-        merged = (
-            batch[0].inputs
-            if len(batch) == 1
-            else {n: torch.cat([p.inputs[n] for p in batch]) for n in names}
-        )
+        if len(batch) == 1:
+            merged = batch[0].inputs
+        else:
+            merged = {n: torch.cat([p.inputs[n] for p in batch]) for n in batch[0].inputs}
         self.forward_passes += 1
         try:
             outputs = await loop.run_in_executor(self.executor, self.run, merged)
-            offset = 0
+        except Exception as error:
+            if len(batch) == 1:
+                fail(batch[0], as_error(error))
+                return
+            # Find the request(s) at fault: each of the batch runs alone.
             for item in batch:
-                part = {n: v[offset : offset + item.rows] for n, v in outputs.items()}
-                offset += item.rows
-                if not item.future.done():
-                    item.future.set_result(part)
-        except Exception as error:  # this batch's requests fail; the next batch runs
-            failure = as_error(error)
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(failure)
+                try:
+                    self.forward_passes += 1
+                    result = await loop.run_in_executor(self.executor, self.run, item.inputs)
+                except Exception as alone:
+                    fail(item, as_error(alone))
+                else:
+                    succeed(item, result)
+            return
+        offset = 0
+        for item in batch:
+            succeed(item, {n: v[offset : offset + item.rows] for n, v in outputs.items()})
+            offset += item.rows
+
+
+def succeed(item: Pending, outputs: Batch) -> None:
+    if not item.future.done():
+        item.future.set_result(outputs)
+
+
+def fail(item: Pending, error: Exception) -> None:
+    if not item.future.done():
+        item.future.set_exception(error)

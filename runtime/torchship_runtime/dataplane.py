@@ -1,5 +1,6 @@
-"""The transport-neutral data plane: health, metadata and inference for the served model.
-The REST adapter (server.py) only maps HTTP onto these calls."""
+"""The transport-neutral data plane: health, metadata and inference for the one served model.
+The REST adapters (rest_v2, rest_v1) map HTTP onto these calls and back; nothing here knows HTTP.
+"""
 
 from __future__ import annotations
 
@@ -9,171 +10,203 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import orjson
 import torch
 
 from . import __version__, metrics
 from .batcher import Batcher, as_error
-from .errors import InferenceError
-from .models import ServedModel
+from .codec import NUMPY_DTYPES, Array, DecodedRequest, Tensor
+from .errors import InferenceError, NotFound, Unavailable
+from .model import Model, create_model
+from .protocol import ModelMetadataResponse, ServerMetadataResponse
 from .settings import RuntimeSettings
-from .tensors import InferRequest, Tensor, encode_response, parse_request
 
 EXTENSIONS = ["binary_tensor_data"]
 
 
+class Admission:
+    """One accepted request: in flight until closed, and "arriving" (a reason for a batch to wait
+    a little) until it is queued for a forward pass or fails before that."""
+
+    __slots__ = ("arriving", "plane")
+
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+        self.arriving = True
+        plane.inflight += 1
+        plane.arriving += 1
+
+    def queued(self) -> None:
+        if self.arriving:
+            self.arriving = False
+            self.plane.arriving -= 1
+
+    def close(self) -> None:
+        self.queued()
+        self.plane.inflight -= 1
+
+
 class DataPlane:
-    def __init__(self, settings: RuntimeSettings) -> None:
+    def __init__(self, settings: RuntimeSettings, model: Model | None = None) -> None:
         self.settings = settings
-        self.model: ServedModel | None = None
+        self.model = model if model is not None else create_model(settings)
         self.draining = False
-        self.arriving = 0  # requests accepted, not yet queued for a batch
-        # One thread runs forward passes: torch parallelises inside it.
+        self.inflight = 0
+        self.arriving = 0
+        # One thread runs every forward pass (torch parallelises inside it) and the load, so
+        # the warm-up initialises the very thread that serves.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
         self.batcher: Batcher | None = None
         name = settings.model_name
         self._batch_size = metrics.BATCH_SIZE.labels(name)
-        self._queue_depth = metrics.QUEUE_DEPTH.labels(name)
         self._forward_seconds = metrics.FORWARD_SECONDS.labels(name)
+        metrics.INFLIGHT.labels(name).set_function(lambda: self.inflight)
+        metrics.QUEUE_DEPTH.labels(name).set_function(
+            lambda: len(self.batcher.queue) if self.batcher else 0
+        )
+        metrics.READY.labels(name).set_function(lambda: float(self.ready()))
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def set_model(self, model: ServedModel) -> None:
-        self.model = model
-        metrics.LOAD_SECONDS.labels(model.name).set(model.load_seconds)
-        if self.settings.batching and model.batchable:
+    async def load(self) -> None:
+        """Load and warm up the model in the forward thread, then start batching."""
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.model.load)
+        metrics.LOAD_SECONDS.labels(self.model.name).set(self.model.load_seconds)
+        if self.settings.batching and self.model.batchable:
             self.batcher = Batcher(
-                self._timed_run,
+                self._forward,
                 self.executor,
-                max_batch_size=model.max_batch_rows or self.settings.max_batch_size,
+                max_batch_size=self.model.max_batch_rows,
                 max_delay=self.settings.max_delay_ms / 1000,
                 arriving=lambda: self.arriving,
-                observe=self._observe_batch,
+                observe=lambda rows, queued: self._batch_size.observe(rows),
             )
             self.batcher.start()
 
-    def _observe_batch(self, rows: int, queued: int) -> None:
-        self._batch_size.observe(rows)
-        self._queue_depth.set(queued)
-
-    def _timed_run(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _forward(self, inputs: dict[str, Any]) -> dict[str, Array]:
         started = time.perf_counter()
         try:
-            return self.model.run(batch)
+            return self.model.predict(inputs)
         finally:
             self._forward_seconds.observe(time.perf_counter() - started)
 
+    def admit(self) -> Admission:
+        return Admission(self)
+
     def live(self) -> bool:
-        return True
+        """The process can serve: before the load, or with the batching loop running."""
+        return self.batcher is None or self.batcher.healthy
 
     def ready(self) -> bool:
-        return self.model is not None and not self.draining
+        return self.model.ready and not self.draining
 
     # -- metadata --------------------------------------------------------------------------
 
-    def server_metadata(self) -> dict[str, Any]:
-        return {"name": "torchship", "version": __version__, "extensions": EXTENSIONS}
+    def server_metadata(self) -> ServerMetadataResponse:
+        return ServerMetadataResponse(name="torchship", version=__version__, extensions=EXTENSIONS)
 
-    def get_model(self, name: str, version: str | None = None) -> ServedModel:
+    def get_model(self, name: str, version: str | None = None) -> Model:
         model = self.model
-        if model is None or name != self.settings.model_name:
-            if model is None and name == self.settings.model_name:
-                raise InferenceError(f"model {name} is not ready yet", status=503)
-            raise InferenceError(f"model {name!r} is not served here", status=404)
+        if name != model.name:
+            raise NotFound(f"model {name!r} is not served here (this server serves {model.name!r})")
         if version and version != model.version:
-            raise InferenceError(f"model {name} has no version {version!r}", status=404)
+            raise NotFound(
+                f"model {name} has no version {version!r}"
+                + (f" (it serves version {model.version!r})" if model.version else "")
+            )
+        if not model.ready:
+            raise Unavailable(f"model {name} is still loading")
         return model
 
-    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+    def model_metadata(self, name: str, version: str | None = None) -> ModelMetadataResponse:
         model = self.get_model(name, version)
-        return {
-            "name": model.name,
-            "versions": [model.version] if model.version else [],
-            "platform": model.platform,
-            "inputs": [m.model_dump() for m in model.inputs],
-            "outputs": [m.model_dump() for m in model.outputs],
-        }
+        return ModelMetadataResponse(
+            name=model.name,
+            versions=[model.version] if model.version else [],
+            platform=model.platform,
+            inputs=model.inputs,
+            outputs=model.outputs,
+        )
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
-        self.get_model(name, version)
+        try:
+            self.get_model(name, version)
+        except Unavailable:
+            return False
         return self.ready()
 
     # -- inference -------------------------------------------------------------------------
 
     async def infer(
-        self, name: str, version: str | None, body: bytes, header_length: int | None
-    ) -> tuple[bytes, int | None]:
+        self,
+        name: str,
+        version: str | None,
+        request: DecodedRequest,
+        admission: Admission | None = None,
+    ) -> dict[str, Array]:
         model = self.get_model(name, version)
-        request = parse_request(body, header_length)
-        outputs = await self._predict(model, request)
-        return encode_response(model.name, model.version, request, outputs)
-
-    async def predict_v1(self, name: str, body: bytes) -> bytes:
-        """KServe v1: {"instances": [...]} -> {"predictions": [...]} for a single input."""
-        model = self.get_model(name)
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            raise InferenceError(f"malformed JSON: {error}") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("instances"), list):
-            raise InferenceError("the request needs an 'instances' list")
-        if len(model.inputs) != 1:
-            raise InferenceError("the v1 protocol serves single-input models; use v2")
-        meta = model.inputs[0]
-        try:
-            array = np.asarray(
-                doc["instances"],
-                dtype=np.float32 if meta.datatype.startswith(("FP", "BF")) else np.int64,
-            )
-        except (ValueError, TypeError, OverflowError) as error:
-            raise InferenceError(f"instances are not numeric rows: {error}") from None
-        if array.ndim == 0 or array.shape[0] == 0:
-            raise InferenceError("instances must be a non-empty list of rows")
-        tensor = Tensor(meta.name, meta.datatype, list(array.shape), array)
-        outputs = await self._predict(model, InferRequest(inputs=[tensor]))
-        first = next(iter(outputs.values()))
-        return orjson.dumps(
-            {"predictions": first.float().numpy() if first.is_floating_point() else first.numpy()},
-            option=orjson.OPT_SERIALIZE_NUMPY,
-        )
-
-    async def _predict(self, model: ServedModel, request: InferRequest) -> dict[str, torch.Tensor]:
-        if model.handler is not None:
-            return await self._handle(model, request)
-        inputs = model.to_tensors(request.inputs)
-        rows = {v.shape[0] if v.dim() else 0 for v in inputs.values()}
-        if len(rows) != 1 or 0 in rows:
-            raise InferenceError("all inputs need the same, non-zero leading (batch) dimension")
+        inputs = model.prepare(request.inputs)
+        if admission is not None:
+            admission.queued()
         if self.batcher is not None:
-            self.arriving -= 1  # queued now: no longer "on its way"
-            try:
-                return await self.batcher.submit(inputs)
-            finally:
-                self.arriving += 1
+            return await self.batcher.submit(inputs)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.executor, self._timed_run, inputs)
+            outputs = await loop.run_in_executor(self.executor, self._forward, inputs)
         except Exception as error:
             raise as_error(error) from None
+        self._batch_size.observe(1 if not model.batchable else _rows(inputs))
+        return outputs
 
-    async def _handle(self, model: ServedModel, request: InferRequest) -> dict[str, torch.Tensor]:
-        """Handler models: preprocess -> predict -> postprocess, one request at a time."""
-        handler = model.handler
-        arrays = {t.name: t.array for t in request.inputs}
+    async def predict_v1(
+        self, name: str, instances: list[Any], admission: Admission | None = None
+    ) -> list[Any]:
+        """KServe v1: one instance per row of the model's single input; one prediction per row
+        (a value per row for one output, an object per row for several)."""
+        model = self.get_model(name)
+        if len(model.inputs) > 1:
+            names = [m.name for m in model.inputs]
+            raise InferenceError(f"v1 predict serves single-input models; this one takes {names}")
+        meta = model.inputs[0] if model.inputs else None
+        datatype = meta.datatype if meta else "FP32"
+        tensor = Tensor(
+            meta.name if meta else "instances", datatype, [], instances_array(instances, datatype)
+        )
+        tensor.shape = list(tensor.array.shape)
+        outputs = await self.infer(name, None, DecodedRequest([tensor]), admission)
+        columns = {n: rows_of(v) for n, v in outputs.items()}
+        if len(columns) == 1:
+            return next(iter(columns.values()))
+        rows = min(len(c) for c in columns.values())
+        return [{n: c[i] for n, c in columns.items()} for i in range(rows)]
 
-        def call() -> dict[str, torch.Tensor]:
-            data = handler.preprocess(arrays) if hasattr(handler, "preprocess") else arrays
-            with torch.inference_mode():
-                result = handler.predict(data)
-            if hasattr(handler, "postprocess"):
-                result = handler.postprocess(result)
-            if not isinstance(result, dict):
-                result = {"output__0": result}
-            return {k: torch.as_tensor(np.asarray(v)) for k, v in result.items()}
 
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
-        except InferenceError:
-            raise
-        except Exception as error:
-            raise as_error(error) from None
+def _rows(inputs: dict[str, Any]) -> int:
+    first = next(iter(inputs.values()))
+    return int(first.shape[0]) if getattr(first, "ndim", 0) else 1
+
+
+def rows_of(value: Array) -> list[Any]:
+    """An output as JSON-ready rows (nested lists for trailing dims, text for BYTES)."""
+    if isinstance(value, torch.Tensor):
+        value = (value.float() if value.dtype == torch.bfloat16 else value).numpy()
+    if value.dtype.kind in "OSU":
+        value = np.vectorize(text, otypes=[object])(value)
+    return value.tolist() if value.ndim else [value.tolist()]
+
+
+def text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def instances_array(instances: list[Any], datatype: str) -> np.ndarray | torch.Tensor:
+    try:
+        if datatype == "BYTES":
+            array = np.asarray(instances, dtype=object)
+            if not all(isinstance(v, str) for v in array.ravel()):
+                raise ValueError("BYTES instances must be strings")
+            return np.vectorize(str.encode, otypes=[object])(array)
+        if datatype == "BF16":
+            return torch.from_numpy(np.asarray(instances, dtype=np.float32)).to(torch.bfloat16)
+        return np.asarray(instances, dtype=NUMPY_DTYPES[datatype])
+    except (ValueError, TypeError, OverflowError) as error:
+        raise InferenceError(f"instances are not {datatype} rows: {error}") from None

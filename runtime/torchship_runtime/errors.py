@@ -1,12 +1,47 @@
-"""Errors the server turns into HTTP answers with `{"error": "..."}` bodies."""
+"""Errors that become HTTP answers with an `{"error": "..."}` body. Anything else that escapes a
+request is a bug and answers 500."""
 
 from __future__ import annotations
 
 
 class InferenceError(Exception):
-    """A request that cannot be served as sent; `status` is the HTTP status (4xx by default)."""
+    """A request that cannot be served as sent; `status` is its HTTP status (400 by default)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
-        self.status = status
         self.message = message
+        if status is not None:
+            self.status = status
+
+
+class NotFound(InferenceError):
+    status = 404
+
+
+class MethodNotAllowed(InferenceError):
+    status = 405
+
+
+class Unauthorized(InferenceError):
+    status = 401
+
+
+class BodyTooLarge(InferenceError):
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds the limit of {limit} bytes")
+
+
+class Unavailable(InferenceError):
+    """The model is not loaded (yet): a client may retry elsewhere."""
+
+    status = 503
+
+
+class ModelFailure(InferenceError):
+    """The model raised while running valid-looking input: the model's own words, as a 500."""
+
+    status = 500

@@ -1,5 +1,6 @@
-"""Runtime settings: one pydantic-settings model, from TORCHSHIP_* environment variables,
-overridable by command-line flags (parsed in main(), never at import time)."""
+"""Runtime settings: one pydantic-settings model read from TORCHSHIP_* environment variables (what
+the operator sets on pods), any of which a command-line flag overrides. Flags are parsed in
+main(), never at import time."""
 
 from __future__ import annotations
 
@@ -7,43 +8,54 @@ import argparse
 import json
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .protocol import TensorMetadata
 
-class TensorMeta(BaseModel):
-    """An input or output as the Open Inference Protocol's metadata names it."""
-
-    name: str
-    datatype: str = "FP32"
-    shape: list[int] = Field(default_factory=lambda: [-1])
+MODEL_FORMATS = ("torchscript", "exported-program", "state-dict", "handler")
 
 
 class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TORCHSHIP_", extra="ignore")
 
-    model_uri: str
-    model_format: Literal["torchscript", "exported-program", "state-dict", "handler"]
-    model_name: str = "model"
-    model_version: str = ""
-    model_entrypoint: str = ""
-    model_inputs: list[TensorMeta] | None = None
-    model_outputs: list[TensorMeta] | None = None
+    model_uri: str = Field(
+        description="file:///path, /path, pvc://claim/path, http(s)://..., s3://bucket/key"
+    )
+    model_format: Literal["torchscript", "exported-program", "state-dict", "handler"] = Field(
+        description="how the model is stored"
+    )
+    model_name: str = Field(min_length=1, description="the served model name")
+    model_version: str = Field("", description="the declared version (OIP model version)")
+    model_entrypoint: str = Field(
+        "", description="pkg.module:callable that builds the nn.Module (state-dict) or the handler"
+    )
+    model_inputs: list[TensorMetadata] | None = Field(
+        None, description='JSON list of {"name","datatype","shape"}, -1 for the batch'
+    )
+    model_outputs: list[TensorMetadata] | None = Field(None, description="as model_inputs")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     quantize: Literal["none", "dynamic-int8"] = "none"
     batching: bool = True
-    max_batch_size: int = Field(default=32, ge=1)
-    max_delay_ms: float = Field(default=5.0, ge=0)
+    max_batch_size: int = Field(32, ge=1, description="rows per forward pass at most")
+    max_delay_ms: float = Field(
+        5.0, ge=0, description="longest wait for a batch to fill, from its first request"
+    )
     host: str = "0.0.0.0"
-    port: int = 8080
-    model_cache_dir: str = "/var/cache/torchship"
-    pvc_root: str = "/mnt/models"
-    drain_seconds: float = Field(default=10.0, ge=0)
-    max_body_bytes: int = 64 * 2**20
-    auth_token_file: str = ""
-    torch_threads: int = 0
-    log_level: str = "INFO"
+    port: int = Field(8080, ge=0, le=65535)
+    model_cache_dir: str = Field("/var/cache/torchship", description="where downloads are kept")
+    pvc_root: str = Field("/mnt/models", description="pvc://claim/path -> {pvc_root}/claim/path")
+    drain_seconds: float = Field(
+        10.0, ge=0, description="after SIGTERM: not ready, still serving, for this long"
+    )
+    shutdown_timeout_seconds: float = Field(
+        15.0, ge=0, description="after the drain: the longest wait for in-flight requests"
+    )
+    max_body_bytes: int = Field(64 * 2**20, ge=1, description="larger request bodies get 413")
+    auth_token_file: str = Field("", description="bearer token file; health and metrics stay open")
+    torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0: torch's default)")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("model_inputs", "model_outputs", mode="before")
     @classmethod
@@ -52,11 +64,22 @@ class RuntimeSettings(BaseSettings):
             return json.loads(value) if value.strip() else None
         return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
 
 def from_args(argv: list[str] | None = None) -> RuntimeSettings:
-    """Environment first, then any flag given on the command line (--model-uri, --port, ...)."""
-    parser = argparse.ArgumentParser(prog="torchship-runtime", description=__doc__)
+    """The environment, then any flag given (`--model-uri`, `--port`, ...) on top."""
+    parser = argparse.ArgumentParser(
+        prog="torchship-runtime",
+        description="Serve one PyTorch model over the Open Inference Protocol. Every flag also "
+        "reads from its TORCHSHIP_* environment variable (--max-batch-size: "
+        "TORCHSHIP_MAX_BATCH_SIZE).",
+    )
     for name, field in RuntimeSettings.model_fields.items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=field.description)
-    args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
-    return RuntimeSettings(**args)
+    flags = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    # pydantic-settings gives init arguments priority over the environment.
+    return RuntimeSettings(**flags)

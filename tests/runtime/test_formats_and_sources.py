@@ -1,10 +1,9 @@
 """Every model format and source, served by the real runtime and checked against calling the
-model directly."""
+model directly; metadata names the model's real tensors."""
 
 from __future__ import annotations
 
 import http.server
-import json
 import subprocess
 import sys
 import textwrap
@@ -13,18 +12,24 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import torch
-from runtime_harness import free_port, runtime_server, save_mlp
+from served import WIDTH, free_port, mlp, reference, save_torchscript, torchscript_env
 
-ROW = [0.01 * i - 0.3 for i in range(64)]
+X = torch.linspace(-1, 1, 3 * WIDTH).reshape(3, WIDTH)
 
 
-def infer(url: str, name: str, rows: list[list[float]], **extra) -> dict:
+def infer(url: str, name: str, x: torch.Tensor, input_name: str = "input", **extra) -> dict:
     body = {
         "id": "req-1",
         "inputs": [
-            {"name": "input__0", "datatype": "FP32", "shape": [len(rows), 64], "data": rows}
+            {
+                "name": input_name,
+                "datatype": "FP32",
+                "shape": list(x.shape),
+                "data": x.tolist(),  # nested lists: the row-major form the protocol allows
+            }
         ],
         **extra,
     }
@@ -33,96 +38,156 @@ def infer(url: str, name: str, rows: list[list[float]], **extra) -> dict:
     return r.json()
 
 
-def expected(model: torch.nn.Module, rows: list[list[float]]) -> torch.Tensor:
-    with torch.no_grad():
-        return model(torch.tensor(rows))
+def output(doc: dict, index: int = 0) -> torch.Tensor:
+    tensor = doc["outputs"][index]
+    return torch.tensor(tensor["data"], dtype=torch.float32).reshape(tensor["shape"])
 
 
-def check(url: str, name: str, model: torch.nn.Module) -> None:
-    rows = [ROW, [x * 2 for x in ROW]]
-    out = infer(url, name, rows)
-    assert out["id"] == "req-1"
-    (tensor,) = out["outputs"]
-    assert tensor["shape"] == [2, 10]
-    got = torch.tensor(tensor["data"]).reshape(2, 10)
-    assert torch.allclose(got, expected(model, rows), atol=1e-5)
+def check(url: str, name: str, model: torch.nn.Module, input_name: str = "input") -> None:
+    doc = infer(url, name, X, input_name)
+    assert doc["id"] == "req-1" and doc["model_name"] == name
+    torch.testing.assert_close(output(doc), reference(model, X), atol=1e-5, rtol=1e-5)
 
 
-MODEL_PY = textwrap.dedent(
+USER_MODEL = textwrap.dedent(
     """
+    import numpy as np
     import torch
     from torch import nn
 
+    class Scorer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10))
+
+        def forward(self, features):
+            return self.body(features)
+
     def build_model():
         torch.manual_seed(1)
-        return nn.Sequential(nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10))
+        return Scorer()
 
     class Handler:
         def load(self, path, device):
             self.model = build_model()
             self.model.load_state_dict(torch.load(path, weights_only=True))
+            self.model.eval()
 
         def preprocess(self, inputs):
-            return torch.as_tensor(inputs["input__0"])
+            return torch.as_tensor(inputs["features"]), inputs["labels"]
 
-        def predict(self, x):
-            return self.model(x)
+        def predict(self, data):
+            x, labels = data
+            return self.model(x), labels
 
-        def postprocess(self, y):
-            return {"scores": y.numpy()}
+        def postprocess(self, result):
+            scores, labels = result
+            best = scores.argmax(dim=1).numpy()
+            return {
+                "scores": scores.numpy(),
+                "label": np.array([labels[i][0].decode().upper() for i in range(len(best))]),
+            }
     """
 )
 
 
 @pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    (tmp_path / "usermodel.py").write_text(MODEL_PY)
-    sys.path.insert(0, str(tmp_path))
-    yield tmp_path
-    sys.path.remove(str(tmp_path))
+def user_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A user's model module, importable here and, from the model directory, by the runtime."""
+    (tmp_path / "usermodel.py").write_text(USER_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import usermodel
+
+    yield usermodel
     sys.modules.pop("usermodel", None)
 
 
-def test_torchscript(tmp_path):
-    model = save_mlp(tmp_path / "mlp.pt")
-    env = {
-        "TORCHSHIP_MODEL_URI": f"file://{tmp_path / 'mlp.pt'}",
-        "TORCHSHIP_MODEL_FORMAT": "torchscript",
-        "TORCHSHIP_MODEL_NAME": "ts",
+def test_torchscript_with_inputs_from_the_model_itself(tmp_path, start_runtime):
+    model = mlp()
+    path = save_torchscript(model, tmp_path / "mlp.pt")
+    running = start_runtime(**torchscript_env(path, "ts", TORCHSHIP_MODEL_VERSION="7"))
+    url = running.wait_ready().url
+    check(url, "ts", model)
+    meta = httpx.get(f"{url}/v2/models/ts").json()
+    assert meta == {
+        "name": "ts",
+        "versions": ["7"],
+        "platform": "pytorch_torchscript",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, WIDTH]}],
+        "outputs": [{"name": "output__0", "datatype": "FP32", "shape": [-1, 10]}],
     }
-    with runtime_server(tmp_path, **env) as running:
-        check(running.url, "ts", model)
-        meta = httpx.get(f"{running.url}/v2/models/ts").json()
-        assert meta["platform"] == "pytorch_torchscript"
-        assert meta["inputs"] == [{"name": "input__0", "datatype": "FP32", "shape": [-1, 64]}]
-        assert meta["outputs"] == [{"name": "output__0", "datatype": "FP32", "shape": [-1, 10]}]
+    assert httpx.get(f"{url}/v2/models/ts/versions/7").json() == meta
 
 
-def test_exported_program_with_a_dynamic_batch(tmp_path):
-    model = save_mlp(tmp_path / "unused.pt")
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    program = torch.export.export(model, (torch.zeros(2, 64),), dynamic_shapes=({0: batch},))
-    torch.export.save(program, str(tmp_path / "mlp.pt2"))
+def test_torchscript_with_declared_inputs_and_outputs(tmp_path, start_runtime):
+    model = mlp()
+    path = save_torchscript(model, tmp_path / "mlp.pt")
+    env = torchscript_env(
+        path,
+        "declared",
+        TORCHSHIP_MODEL_INPUTS='[{"name": "input__0", "datatype": "FP32", "shape": [-1, 64]}]',
+        TORCHSHIP_MODEL_OUTPUTS='[{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]',
+    )
+    url = start_runtime(**env).wait_ready().url
+    check(url, "declared", model, input_name="input__0")
+    meta = httpx.get(f"{url}/v2/models/declared").json()
+    assert [t["name"] for t in meta["inputs"] + meta["outputs"]] == ["input__0", "logits"]
+
+
+def test_exported_program_with_named_inputs_and_a_dynamic_batch(tmp_path, start_runtime):
+    class TwoInputs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(WIDTH, 4)
+
+        def forward(self, features, scale):
+            y = self.linear(features) * scale
+            return {"scores": y, "best": y.argmax(dim=1)}
+
+    torch.manual_seed(2)
+    model = TwoInputs().eval()
+    batch = torch.export.Dim("batch", min=1, max=512)
+    program = torch.export.export(
+        model,
+        (torch.zeros(2, WIDTH), torch.ones(2, 1)),
+        dynamic_shapes={"features": {0: batch}, "scale": {0: batch}},
+    )
+    torch.export.save(program, str(tmp_path / "model.pt2"))
     env = {
-        "TORCHSHIP_MODEL_URI": str(tmp_path / "mlp.pt2"),
+        "TORCHSHIP_MODEL_URI": str(tmp_path / "model.pt2"),  # a plain path works too
         "TORCHSHIP_MODEL_FORMAT": "exported-program",
         "TORCHSHIP_MODEL_NAME": "ep",
         "TORCHSHIP_MODEL_VERSION": "3",
     }
-    with runtime_server(tmp_path, **env) as running:
-        check(running.url, "ep", model)
-        meta = httpx.get(f"{running.url}/v2/models/ep/versions/3").json()
-        assert meta["platform"] == "pytorch_exported_program"
-        assert meta["versions"] == ["3"]
-        assert meta["inputs"][0]["shape"] == [-1, 64]
-        assert httpx.get(f"{running.url}/v2/models/ep/versions/4").status_code == 404
+    url = start_runtime(**env).wait_ready().url
+    meta = httpx.get(f"{url}/v2/models/ep/versions/3").json()
+    assert meta["platform"] == "pytorch_exported_program"
+    assert meta["inputs"] == [
+        {"name": "features", "datatype": "FP32", "shape": [-1, WIDTH]},
+        {"name": "scale", "datatype": "FP32", "shape": [-1, 1]},
+    ]
+    assert meta["outputs"] == [
+        {"name": "scores", "datatype": "FP32", "shape": [-1, 4]},
+        {"name": "best", "datatype": "INT64", "shape": [-1]},
+    ]
+    scale = torch.tensor([[1.0], [2.0], [-1.0]])
+    body = {
+        "inputs": [
+            {"name": "features", "datatype": "FP32", "shape": [3, WIDTH], "data": X.tolist()},
+            {"name": "scale", "datatype": "FP32", "shape": [3, 1], "data": scale.tolist()},
+        ]
+    }
+    doc = httpx.post(f"{url}/v2/models/ep/versions/3/infer", json=body).json()
+    want = reference(model, X, scale)
+    torch.testing.assert_close(output(doc, 0), want["scores"], atol=1e-5, rtol=1e-5)
+    assert doc["outputs"][1]["datatype"] == "INT64"
+    assert doc["outputs"][1]["data"] == want["best"].tolist()
+    assert httpx.get(f"{url}/v2/models/ep/versions/4").status_code == 404
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
-def test_state_dict_with_an_entrypoint(tmp_path, model_dir, suffix):
-    import usermodel
-
-    model = usermodel.build_model().eval()
+def test_state_dict_built_by_an_entrypoint(tmp_path, start_runtime, user_model, suffix):
+    model = user_model.build_model().eval()
     weights = tmp_path / f"weights{suffix}"
     if suffix == ".safetensors":
         from safetensors.torch import save_file
@@ -133,54 +198,65 @@ def test_state_dict_with_an_entrypoint(tmp_path, model_dir, suffix):
     env = {
         "TORCHSHIP_MODEL_URI": f"file://{weights}",
         "TORCHSHIP_MODEL_FORMAT": "state-dict",
-        "TORCHSHIP_MODEL_ENTRYPOINT": "usermodel:build_model",
+        "TORCHSHIP_MODEL_ENTRYPOINT": "usermodel:build_model",  # found in the model's directory
         "TORCHSHIP_MODEL_NAME": "sd",
     }
-    with runtime_server(tmp_path, **env) as running:
-        check(running.url, "sd", model)
+    url = start_runtime(**env).wait_ready().url
+    check(url, "sd", model, input_name="features")
+    assert httpx.get(f"{url}/v2/models/sd").json()["platform"] == "pytorch_state_dict"
 
 
-def test_handler(tmp_path, model_dir):
-    import usermodel
-
-    model = usermodel.build_model().eval()
+def test_handler_with_preprocess_predict_postprocess_and_bytes(tmp_path, start_runtime, user_model):
+    model = user_model.build_model().eval()
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     env = {
         "TORCHSHIP_MODEL_URI": str(tmp_path / "weights.pt"),
         "TORCHSHIP_MODEL_FORMAT": "handler",
         "TORCHSHIP_MODEL_ENTRYPOINT": "usermodel:Handler",
         "TORCHSHIP_MODEL_NAME": "h",
-        "TORCHSHIP_MODEL_INPUTS": '[{"name": "input__0", "datatype": "FP32", "shape": [-1, 64]}]',
+        "TORCHSHIP_MODEL_INPUTS": '[{"name": "features", "datatype": "FP32", "shape": [-1, 64]},'
+        ' {"name": "labels", "datatype": "BYTES", "shape": [-1, 1]}]',
     }
-    with runtime_server(tmp_path, **env) as running:
-        out = infer(running.url, "h", [ROW])
-        (tensor,) = out["outputs"]
-        assert tensor["name"] == "scores"
-        assert torch.allclose(
-            torch.tensor(tensor["data"]).reshape(1, 10), expected(model, [ROW]), atol=1e-5
-        )
+    url = start_runtime(**env).wait_ready().url
+    body = {
+        "inputs": [
+            {"name": "features", "datatype": "FP32", "shape": [3, WIDTH], "data": X.tolist()},
+            {"name": "labels", "datatype": "BYTES", "shape": [3, 1], "data": ["a", "bé", "c"]},
+        ]
+    }
+    doc = httpx.post(f"{url}/v2/models/h/infer", json=body).json()
+    by_name = {o["name"]: o for o in doc["outputs"]}
+    scores = torch.tensor(by_name["scores"]["data"]).reshape(3, 10)
+    torch.testing.assert_close(scores, reference(model, X), atol=1e-5, rtol=1e-5)
+    label = {"name": "label", "datatype": "BYTES", "shape": [3], "data": ["A", "BÉ", "C"]}
+    assert by_name["label"] == label
+    meta = httpx.get(f"{url}/v2/models/h").json()
+    assert meta["platform"] == "pytorch_handler"
+    assert [i["name"] for i in meta["inputs"]] == ["features", "labels"]
 
 
-def test_float16_and_dynamic_int8(tmp_path, model_dir):
-    import usermodel
-
-    model = usermodel.build_model().eval()
+def test_float16_bfloat16_and_dynamic_int8(tmp_path, start_runtime, user_model):
+    model = user_model.build_model().eval()
     torch.save(model.state_dict(), tmp_path / "w.pt")
     base = {
         "TORCHSHIP_MODEL_URI": str(tmp_path / "w.pt"),
         "TORCHSHIP_MODEL_FORMAT": "state-dict",
         "TORCHSHIP_MODEL_ENTRYPOINT": "usermodel:build_model",
         "TORCHSHIP_MODEL_NAME": "q",
-        "TORCHSHIP_DEVICE": "cpu",
     }
-    reference = expected(model, [ROW])
-    with runtime_server(tmp_path, **base, TORCHSHIP_QUANTIZE="dynamic-int8") as running:
-        got = torch.tensor(infer(running.url, "q", [ROW])["outputs"][0]["data"]).reshape(1, 10)
-        assert torch.allclose(got, reference, atol=0.05)  # int8 weights: close, not equal
-    with runtime_server(tmp_path, **base, TORCHSHIP_DTYPE="bfloat16") as running:
-        out = infer(running.url, "q", [ROW])["outputs"][0]
-        assert out["datatype"] == "BF16"
-        assert torch.allclose(torch.tensor(out["data"]).reshape(1, 10), reference, atol=0.05)
+    want = reference(model, X)
+    runtimes = {
+        "int8": start_runtime(**base, TORCHSHIP_QUANTIZE="dynamic-int8"),
+        "bf16": start_runtime(**base, TORCHSHIP_DTYPE="bfloat16"),
+        "fp16": start_runtime(**base, TORCHSHIP_DTYPE="float16"),
+    }
+    datatypes = {"int8": "FP32", "bf16": "BF16", "fp16": "FP16"}
+    for kind, running in runtimes.items():
+        doc = infer(running.wait_ready().url, "q", X, "features")
+        assert doc["outputs"][0]["datatype"] == datatypes[kind]
+        got = output(doc)
+        assert not torch.equal(got, want)  # really ran in lower precision
+        torch.testing.assert_close(got, want, atol=0.05, rtol=0.05)
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -188,32 +264,33 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_http_source_downloads_once_into_the_cache(tmp_path):
-    served = tmp_path / "www"
-    served.mkdir()
-    model = save_mlp(served / "mlp.pt")
+def test_http_source_downloads_once_into_the_cache(tmp_path, start_runtime):
+    www = tmp_path / "www"
+    www.mkdir()
+    model = mlp()
+    save_torchscript(model, www / "mlp.pt")
     port = free_port()
-    handler = lambda *a, **k: Quiet(*a, directory=str(served), **k)  # noqa: E731
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", port), lambda *a, **k: Quiet(*a, directory=str(www), **k)
+    )
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    env = {
-        "TORCHSHIP_MODEL_URI": f"http://127.0.0.1:{port}/mlp.pt",
-        "TORCHSHIP_MODEL_FORMAT": "torchscript",
-        "TORCHSHIP_MODEL_NAME": "web",
+    env = torchscript_env(tmp_path, "web") | {
+        "TORCHSHIP_MODEL_URI": f"http://127.0.0.1:{port}/mlp.pt"
     }
     try:
-        with runtime_server(tmp_path, **env) as running:
-            check(running.url, "web", model)
+        first = start_runtime(**env).wait_ready()
+        check(first.url, "web", model)
+        first.stop()
     finally:
         httpd.shutdown()
-    cached = list((tmp_path / "cache").iterdir())
-    assert [p.name.endswith("-mlp.pt") for p in cached] == [True]
-    # The server is gone: a second start is served from the cache alone.
-    with runtime_server(tmp_path, **env) as running:
-        check(running.url, "web", model)
+        httpd.server_close()
+    cached = [p.name for p in (tmp_path / "cache").iterdir()]
+    assert len(cached) == 1 and cached[0].endswith("-mlp.pt")
+    # The web server is gone: the second start reads the cache alone.
+    check(start_runtime(**env).wait_ready().url, "web", model)
 
 
-def test_s3_source_through_a_local_s3_server(tmp_path):
+def test_s3_source_through_a_local_s3_server(tmp_path, start_runtime):
     import boto3
 
     port = free_port()
@@ -230,13 +307,14 @@ def test_s3_source_through_a_local_s3_server(tmp_path):
         "AWS_ENDPOINT_URL": endpoint,
     }
     try:
-        for _ in range(100):
+        for _ in range(200):
             try:
                 httpx.get(endpoint, timeout=1)
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        model = save_mlp(tmp_path / "mlp.pt")
+        model = mlp()
+        save_torchscript(model, tmp_path / "mlp.pt")
         s3 = boto3.client(
             "s3",
             endpoint_url=endpoint,
@@ -246,28 +324,42 @@ def test_s3_source_through_a_local_s3_server(tmp_path):
         )
         s3.create_bucket(Bucket="models")
         s3.upload_file(str(tmp_path / "mlp.pt"), "models", "mlp/v1/mlp.pt")
-        env = {
-            "TORCHSHIP_MODEL_URI": "s3://models/mlp/v1/mlp.pt",
-            "TORCHSHIP_MODEL_FORMAT": "torchscript",
-            "TORCHSHIP_MODEL_NAME": "s3m",
-            **aws,
-        }
-        with runtime_server(tmp_path, **env) as running:
-            check(running.url, "s3m", model)
+        env = torchscript_env(tmp_path, "s3m") | aws
+        env["TORCHSHIP_MODEL_URI"] = "s3://models/mlp/v1/mlp.pt"
+        check(start_runtime(**env).wait_ready().url, "s3m", model)
+        missing = start_runtime(**env | {"TORCHSHIP_MODEL_URI": "s3://models/nope.pt"})
+        assert missing.proc.wait(60) == 1
+        assert "the model could not be loaded" in missing.output()
     finally:
         moto.terminate()
         moto.wait()
 
 
-def test_pvc_uri_resolves_under_the_mount_root(tmp_path):
+def test_pvc_uri_resolves_under_the_mount_root(tmp_path, start_runtime):
     (tmp_path / "claim" / "mlp").mkdir(parents=True)
-    model = save_mlp(tmp_path / "claim" / "mlp" / "model.pt")
-    env = {
+    model = mlp()
+    save_torchscript(model, tmp_path / "claim" / "mlp" / "model.pt")
+    env = torchscript_env(tmp_path, "pvc") | {
         "TORCHSHIP_MODEL_URI": "pvc://claim/mlp/model.pt",
         "TORCHSHIP_PVC_ROOT": str(tmp_path),
-        "TORCHSHIP_MODEL_FORMAT": "torchscript",
-        "TORCHSHIP_MODEL_NAME": "pvc",
     }
-    with runtime_server(tmp_path, **env) as running:
-        check(running.url, "pvc", model)
-    assert json.loads(json.dumps(env))  # env stays plain strings
+    check(start_runtime(**env).wait_ready().url, "pvc", model)
+
+
+def test_flags_override_the_environment():
+    from torchship_runtime.settings import from_args
+
+    env = {
+        "TORCHSHIP_MODEL_URI": "/m.pt",
+        "TORCHSHIP_MODEL_FORMAT": "torchscript",
+        "TORCHSHIP_MODEL_NAME": "a",
+        "TORCHSHIP_PORT": "9000",
+        "TORCHSHIP_MODEL_INPUTS": '[{"name": "x", "shape": [-1, 3]}]',
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        settings = from_args(["--port", "9100", "--max-delay-ms", "2.5"])
+    assert (settings.model_name, settings.port, settings.max_delay_ms) == ("a", 9100, 2.5)
+    assert settings.model_inputs[0].shape == [-1, 3] and settings.model_inputs[0].datatype == "FP32"
+    assert np.isclose(settings.drain_seconds, 10)

@@ -11,6 +11,7 @@ import asyncio
 import enum
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,8 @@ from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
 
 from . import api
+
+log = logging.getLogger("torchship.apply")
 
 FIELD_MANAGER = "torchship"
 USER_AGENT = "torchship-operator"
@@ -46,21 +49,36 @@ def make_api_client(pool_size: int = 32) -> client.ApiClient:
     return api_client
 
 
-def contains(live: Any, desired: Any) -> bool:
+# Maps the API declares atomic (`+mapType=atomic`): an apply replaces them whole, so a key
+# someone else added is drift too.
+ATOMIC_MAPS = frozenset({"selector", "nodeSelector"})
+
+
+def omitted(value: Any) -> bool:
+    """A value the API server leaves out when it stores an object (Go's omitempty)."""
+    return value is None or value is False or (isinstance(value, str | list | dict) and not value)
+
+
+def contains(live: Any, desired: Any, exact: bool = False) -> bool:
     """True when `live` already has every field of `desired` with an equal value.
 
     Fields the API server adds (defaults, status, managedFields) are ignored; quantities
-    compare by value ("1000m" == "1").
+    compare by value ("1000m" == "1"); within atomic maps, keys must match exactly.
     """
     if isinstance(desired, Mapping):
-        return isinstance(live, Mapping) and all(
-            k in live and contains(live[k], v) for k, v in desired.items()
+        return (
+            isinstance(live, Mapping)
+            and (not exact or set(live) == set(desired))
+            and all(
+                contains(live[k], v, exact or k in ATOMIC_MAPS) if k in live else omitted(v)
+                for k, v in desired.items()
+            )
         )
     if isinstance(desired, list):
         return (
             isinstance(live, list)
             and len(live) == len(desired)
-            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
+            and all(contains(a, b, exact) for a, b in zip(live, desired, strict=True))
         )
     if live == desired:
         return True
@@ -70,6 +88,45 @@ def contains(live: Any, desired: Any) -> bool:
         except ValueError:
             return False
     return False
+
+
+def difference(live: Any, desired: Any, path: str = "", exact: bool = False) -> str | None:
+    """Where `live` first fails to contain `desired` (for logs), or None."""
+    if isinstance(desired, Mapping):
+        if not isinstance(live, Mapping):
+            return path or "."
+        if exact and set(live) != set(desired):
+            return f"{path} (keys {sorted(set(live) ^ set(desired))})"
+        for k, v in desired.items():
+            if k not in live:
+                if omitted(v):
+                    continue
+                return f"{path}.{k} (missing)"
+            found = difference(live[k], v, f"{path}.{k}", exact or k in ATOMIC_MAPS)
+            if found:
+                return found
+        return None
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(live) != len(desired):
+            return f"{path} (length)"
+        for i, (a, b) in enumerate(zip(live, desired, strict=True)):
+            if found := difference(a, b, f"{path}[{i}]", exact):
+                return found
+        return None
+    return None if contains(live, desired) else f"{path} ({live!r} != {desired!r})"
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`: keys that went are sent as
+    null (a plain merge would leave them behind); lists are replaced whole."""
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for k, v in new.items():
+        if isinstance(v, Mapping) and isinstance(old.get(k), Mapping):
+            if inner := merge_patch(old[k], v):
+                patch[k] = inner
+        elif old.get(k) != v or k not in old:
+            patch[k] = v
+    return patch
 
 
 class Applied(enum.Enum):
@@ -158,6 +215,14 @@ class Kube:
         if live is not None and contains(live, desired):
             return Applied.UNCHANGED
         meta = desired["metadata"]
+        if live is not None:
+            log.debug(
+                "%s %s/%s differs at %s",
+                desired["kind"],
+                meta["namespace"],
+                meta["name"],
+                difference(live, desired),
+            )
         base = PATHS[(desired["apiVersion"], desired["kind"])].format(namespace=meta["namespace"])
         await self._call(
             "PATCH",
@@ -214,11 +279,14 @@ class Kube:
         }
         await self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
 
-    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    async def patch_status(
+        self, namespace: str, name: str, previous: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> None:
+        """Make the stored status `status`, sending only what changed from `previous`."""
         await self._call(
             "PATCH",
             MS_PATH.format(namespace=namespace, name=name) + "/status",
-            body={"status": status},
+            body={"status": merge_patch(previous, status)},
             content_type="application/merge-patch+json",
             fieldManager=FIELD_MANAGER,
         )

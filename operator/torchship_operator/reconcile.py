@@ -240,7 +240,9 @@ async def write_status(
     outcome.ready = ready["status"] == "True"
     if kube_equal(previous, new):
         return
-    await kube.patch_status(owner.namespace, owner.name, new)
+    changed = sorted(k for k in set(previous) | set(new) if previous.get(k) != new.get(k))
+    log.debug("status of %s/%s differs in %s", owner.namespace, owner.name, changed)
+    await kube.patch_status(owner.namespace, owner.name, previous, new)
     WRITES.labels("status").inc()
     outcome.writes.append("status")
     old_ready = next((c for c in previous.get("conditions") or [] if c["type"] == "Ready"), None)

@@ -136,8 +136,13 @@ def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
     user = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in runtime.env or []]
     # A user's variable of the same name replaces ours (a list-map allows each name once).
     overridden = {e["name"] for e in user}
-    ours = [{"name": k, "value": v} for k, v in values.items() if k not in overridden]
-    return ours + user
+    # An empty value is stored as no value: rendering it so keeps live and desired equal.
+    ours = [
+        {"name": k, "value": v} if v else {"name": k}
+        for k, v in values.items()
+        if k not in overridden
+    ]
+    return ours + [{k: v for k, v in e.items() if v != ""} for e in user]
 
 
 def pvc_claim(uri: str) -> str | None:

@@ -3,6 +3,8 @@ the audit log tells its requests apart."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,13 +22,15 @@ class RunningOperator:
     process: subprocess.Popen
     log: Path
     metrics_port: int
+    health_port: int
+    user: str = OPERATOR_USER
 
     def writes(self, control_plane, namespace: str, since: str = "") -> list[dict]:
         """The operator's write requests in `namespace` (Events excluded) after `since`."""
         return [
             e
             for e in control_plane.audit_events()
-            if e["user"]["username"] == OPERATOR_USER
+            if e["user"]["username"] == self.user
             and e.get("objectRef", {}).get("namespace") == namespace
             and e.get("objectRef", {}).get("resource") != "events"
             and e["requestReceivedTimestamp"] > since
@@ -43,18 +47,22 @@ def crds(control_plane) -> None:
     install_crds(control_plane)
 
 
-def start_operator(control_plane, log: Path, user: str = OPERATOR_USER, **env: str):
+def start_operator(
+    control_plane,
+    log: Path,
+    user: str = OPERATOR_USER,
+    groups: tuple[str, ...] = ("system:masters",),
+    **env: str,
+):
     import testenv
 
-    metrics_port = testenv.free_port()
-    kubeconfig = env.pop("KUBECONFIG", None) or str(
-        control_plane.kubeconfig_for(user, ("system:masters",))
-    )
+    metrics_port, health_port = testenv.free_port(), testenv.free_port()
+    kubeconfig = env.pop("KUBECONFIG", None) or str(control_plane.kubeconfig_for(user, groups))
     environment = {
         **control_plane.env,
         "KUBECONFIG": kubeconfig,
         "TORCHSHIP_METRICS_PORT": str(metrics_port),
-        "TORCHSHIP_HEALTH_PORT": str(testenv.free_port()),
+        "TORCHSHIP_HEALTH_PORT": str(health_port),
         "TORCHSHIP_LOG_LEVEL": "INFO",
         **env,
     }
@@ -65,7 +73,9 @@ def start_operator(control_plane, log: Path, user: str = OPERATOR_USER, **env: s
         stdout=handle,
         stderr=subprocess.STDOUT,
     )
-    return RunningOperator(process=process, log=log, metrics_port=metrics_port)
+    return RunningOperator(
+        process=process, log=log, metrics_port=metrics_port, health_port=health_port, user=user
+    )
 
 
 def stop_operator(running: RunningOperator) -> None:
@@ -76,6 +86,17 @@ def stop_operator(running: RunningOperator) -> None:
         except subprocess.TimeoutExpired:
             running.process.kill()
             running.process.wait()
+
+
+@contextlib.contextmanager
+def paused(running: RunningOperator) -> Iterator[None]:
+    """Freeze a running operator (SIGSTOP) so that another one can be observed alone; it
+    catches up from its watches when it continues."""
+    running.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        running.process.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture(scope="session")

@@ -130,6 +130,20 @@ INVALID = [
         "maxBatchSize in body should be greater than or equal to 1",
     ),
     ({"unknownField": 1}, 'unknown field "spec.unknownField"'),
+    (
+        {"model": {"uri": "pvc://Bad_Claim/m.pt", "format": "torchscript"}},
+        "needs a PersistentVolumeClaim name",
+    ),
+    (
+        {"runtime": {"env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {}}}]}},
+        "either value or valueFrom, not both",
+    ),
+    (
+        {"runtime": {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}},
+        'spec.runtime.env[1]: Duplicate value: {"name":"A"}',
+    ),
+    ({"autoscaling": {"maxReplicas": 0}}, "maxReplicas in body should be greater than or equal"),
+    ({"gpu": {"count": 1, "tolerations": "all"}}, "spec.gpu.tolerations: Invalid value"),
 ]
 
 
@@ -171,6 +185,24 @@ def test_drift_is_reverted_scale_works_and_delete_cascades(control_plane, operat
         return container["image"] == image and d["spec"]["replicas"] == 1
 
     wait_for(reverted, timeout=30)
+
+    # The Service too; and a person sees that it happened.
+    control_plane.kubectl(
+        "patch", "service", "drift", "-n", namespace, "--type=merge",
+        "-p", '{"spec":{"selector":{"app":"other"}}}',
+    )  # fmt: skip
+    wait_for(
+        lambda: (
+            get_json(control_plane, "service", "drift", "-n", namespace)["spec"]["selector"]
+            == {"torchship.dev/modelservice": "drift"}
+        ),
+        timeout=30,
+    )
+    events = get_json(control_plane, "events", "-n", namespace)["items"]
+    corrected = {e["message"] for e in events if e["reason"] == "DriftCorrected"}
+    assert "Service drift was changed outside torchship; its managed fields were restored" in (
+        corrected
+    ), corrected
 
     control_plane.kubectl("scale", "msvc/drift", "--replicas=3", "-n", namespace)
     wait_for(

@@ -98,3 +98,13 @@ def test_specs_are_immutable_values():
     with pytest.raises(ValidationError):
         s.replicas = 2  # type: ignore[misc]
     assert spec() == s
+
+
+def test_api_reference_in_docs_is_current():
+    from torchship_operator import apidoc
+
+    document = (ROOT / "docs" / "api.md").read_text()
+    assert apidoc.BEGIN in document and apidoc.END in document
+    assert apidoc.splice(document) == document, (
+        "docs/api.md is stale: python -m torchship_operator.apidoc --write docs/api.md"
+    )

@@ -369,3 +369,10 @@ def test_explicit_tolerations_replace_the_default():
 def test_quantities_render_as_strings():
     res = pod(spec(runtime={"resources": {"requests": {"cpu": 2, "memory": "1Gi"}}}))
     assert res["containers"][0]["resources"] == {"requests": {"cpu": "2", "memory": "1Gi"}}
+
+
+def test_empty_env_values_are_left_out_as_the_server_stores_them():
+    entries = pod(spec(runtime={"env": [{"name": "EMPTY", "value": ""}]}))["containers"][0]["env"]
+    assert {"name": "TORCHSHIP_MODEL_VERSION"} in entries  # no model.version
+    assert {"name": "EMPTY"} in entries
+    assert all(e.get("value") != "" for e in entries)

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from torchship_operator import api, render
-from torchship_operator.kube import FINGERPRINT, Applied, classify, contains, fingerprinted
+from torchship_operator.kube import (
+    FINGERPRINT,
+    Applied,
+    classify,
+    contains,
+    fingerprinted,
+    merge_patch,
+)
 
 OWNER = render.Owner(name="mlp", namespace="ml", uid="u")
 SPEC = api.ModelServiceSpec.model_validate(
@@ -61,6 +68,17 @@ def test_an_extra_list_entry_is_drift():
     assert not contains(live, desired())
 
 
+def test_a_key_added_to_an_atomic_map_is_drift():
+    live = as_stored(desired())
+    live["spec"]["template"]["spec"]["nodeSelector"]["extra"] = "x"
+    assert not contains(live, desired())
+    live = as_stored(desired())
+    live["metadata"]["labels"]["extra"] = "x"  # labels merge: someone else's key is theirs
+    assert contains(live, desired())
+    live["spec"]["selector"]["matchLabels"]["extra"] = "x"
+    assert not contains(live, desired())
+
+
 def test_a_scale_is_told_apart_from_drift():
     live = as_stored(desired(replicas=2))
     assert not contains(live, desired(replicas=4))
@@ -106,7 +124,7 @@ def test_fingerprint_is_stable_and_ignores_replicas():
         ("abc", "abd", False),
         ([1, 2], [1, 2, 3], False),
         ({"a": 1, "b": 2}, {"a": 1}, True),
-        ({"a": 1}, {"a": 1, "b": None}, False),
+        ({"a": 1}, {"a": 1, "b": 0}, False),
     ],
 )
 def test_contains(live, wanted, equal):
@@ -116,3 +134,34 @@ def test_contains(live, wanted, equal):
 def test_applied_is_falsy_only_when_nothing_was_written():
     assert not Applied.UNCHANGED
     assert all(a for a in Applied if a is not Applied.UNCHANGED)
+
+
+def test_values_the_server_omits_count_as_equal():
+    assert contains({"name": "A"}, {"name": "A", "value": ""})
+    assert contains({}, {"items": [], "labels": {}, "flag": False, "x": None})
+    assert not contains({}, {"replicas": 0})  # not omitted: zero is a value here
+    assert not contains({"name": "A"}, {"name": "A", "value": "1"})
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "patch"),
+    [
+        ({"a": 1}, {"a": 1}, {}),
+        ({"a": 1}, {"a": 2}, {"a": 2}),
+        ({"a": 1, "gone": 2}, {"a": 1}, {"gone": None}),
+        (
+            {"rollout": {"phase": "Progressing", "targetRevision": "x", "step": 1}},
+            {"rollout": {"phase": "Stable", "step": 1}},
+            {"rollout": {"phase": "Stable", "targetRevision": None}},
+        ),
+        (
+            {"conditions": [{"type": "A"}]},
+            {"conditions": [{"type": "B"}]},
+            {"conditions": [{"type": "B"}]},
+        ),
+        ({}, {"url": "http://x"}, {"url": "http://x"}),
+        ({"rollout": "odd"}, {"rollout": {"phase": "Stable"}}, {"rollout": {"phase": "Stable"}}),
+    ],
+)
+def test_merge_patch_removes_what_went(old, new, patch):
+    assert merge_patch(old, new) == patch

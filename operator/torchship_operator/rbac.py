@@ -1,0 +1,74 @@
+"""The permissions the operator needs, and nothing more, as ClusterRole rules.
+
+    python -m torchship_operator.rbac            # a ClusterRole named torchship-operator
+
+The integration tests run the operator under exactly these rules, so this list is known to be
+enough; the Helm chart renders the same rules.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+
+from . import api
+
+WATCH = ["get", "list", "watch"]
+WRITE = ["create", "patch", "delete"]
+
+RULES: list[dict[str, Any]] = [
+    # The API: read ModelServices, write only their status.
+    {"apiGroups": [api.GROUP], "resources": [api.PLURAL], "verbs": WATCH},
+    {"apiGroups": [api.GROUP], "resources": [f"{api.PLURAL}/status"], "verbs": ["patch"]},
+    # Owned children: server-side apply (patch; create when new), scale of older revisions,
+    # prune.
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": [*WATCH, *WRITE]},
+    {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": [*WATCH, *WRITE]},
+    {
+        "apiGroups": ["autoscaling"],
+        "resources": ["horizontalpodautoscalers"],
+        "verbs": [*WATCH, *WRITE],
+    },
+    # Pods: read-only, for the reasons in status (scheduling, image pulls, crashes).
+    {"apiGroups": [""], "resources": ["pods"], "verbs": WATCH},
+    # Events for `kubectl describe`.
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    # kopf: discovers resources from CRDs and namespaces; leader election through peering.
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": WATCH,
+    },
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": WATCH},
+    {
+        "apiGroups": ["kopf.dev"],
+        "resources": ["clusterkopfpeerings", "kopfpeerings"],
+        "verbs": [*WATCH, "patch", "create"],
+    },
+]
+
+
+def cluster_role(name: str = "torchship-operator") -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "app.kubernetes.io/name": "torchship",
+                "app.kubernetes.io/part-of": "torchship",
+            },
+        },
+        "rules": RULES,
+    }
+
+
+def main() -> None:
+    sys.stdout.write(yaml.safe_dump(cluster_role(), sort_keys=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""The operator process: metrics, liveness, least-privilege RBAC and leader election, on the real
+control plane. Only loopback is contacted (the operator's own ports)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+from conftest import ROOT, paused, start_operator, stop_operator
+from helpers import get_json, wait_for
+from test_modelservice import msvc, utc_now
+
+from torchship_operator import rbac
+
+
+def fetch(port: int, path: str) -> tuple[int, str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return response.status, response.read().decode()
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    key = f"{name}{{{wanted}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(key + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{key} not in metrics")
+
+
+def test_metrics_and_liveness(control_plane, operator, namespace):
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=msvc("watched", replicas=1))
+    control_plane.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", "msvc/watched", "--timeout=60s"
+    )
+    status, text = fetch(operator.metrics_port, "/metrics")
+    assert status == 200
+    assert sample(text, "torchship_reconciles_total", result="success") >= 1
+    assert sample(text, "torchship_reconcile_duration_seconds_count") >= 1
+    wait_for(
+        lambda: (
+            sample(
+                fetch(operator.metrics_port, "/metrics")[1], "torchship_modelservices", ready="true"
+            )
+            >= 1
+        )
+    )
+    status, body = fetch(operator.health_port, "/healthz")
+    assert status == 200
+    assert "workqueue" in json.loads(body)
+
+
+def test_a_restarted_operator_writes_nothing_to_converged_modelservices(
+    control_plane, operator, namespace, tmp_path: Path
+):
+    """Everything a fresh process computes from the cluster equals what is stored: no apply, no
+    status patch (a restart or a new leader costs no writes, even at a thousand objects)."""
+    for name in ("plain", "versioned"):
+        spec = {"replicas": 2} if name == "plain" else {"replicas": 1, "gpu": {"count": 1}}
+        control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=msvc(name, **spec))
+    for name in ("plain", "versioned"):
+        control_plane.kubectl(
+            "wait", "-n", namespace, "--for=condition=Ready", f"msvc/{name}", "--timeout=60s"
+        )
+    time.sleep(3)  # late events settle
+    with paused(operator):
+        fresh = start_operator(control_plane, tmp_path / "fresh.log", user="torchship-fresh")
+        try:
+            since = utc_now()
+            wait_for(lambda: "operator started" in fresh.log.read_text(), timeout=30)
+            time.sleep(10)
+            writes = fresh.writes(control_plane, namespace, since)
+            assert writes == [], [(w["verb"], w["objectRef"]) for w in writes]
+        finally:
+            stop_operator(fresh)
+
+
+def test_the_documented_rbac_is_enough(control_plane, operator, namespace, tmp_path: Path):
+    """Another operator, with only `torchship_operator.rbac` rules, does the whole job alone."""
+    user = "torchship-rbac"
+    role = rbac.cluster_role("torchship-test-operator")
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "torchship-test-operator"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": role["metadata"]["name"],
+        },
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
+    with paused(operator):
+        limited = start_operator(control_plane, tmp_path / "rbac.log", user=user, groups=())
+        try:
+            since = utc_now()
+            control_plane.kubectl(
+                "apply", "-n", namespace, "-f", str(ROOT / "examples" / "gpu-model.yaml")
+            )
+            control_plane.kubectl(
+                "wait",
+                "-n",
+                namespace,
+                "--for=condition=Ready",
+                "msvc/resnet-h100",
+                "--timeout=60s",
+            )
+            control_plane.kubectl("scale", "msvc/resnet-h100", "--replicas=3", "-n", namespace)
+            wait_for(
+                lambda: (
+                    [
+                        d["spec"]["replicas"]
+                        for d in get_json(control_plane, "deployments", "-n", namespace)["items"]
+                    ]
+                    == [3]
+                )
+            )
+            writes = [
+                e
+                for e in control_plane.audit_events()
+                if e["user"]["username"] == user and e["requestReceivedTimestamp"] > since
+            ]
+            assert writes, "the limited operator wrote nothing"
+            denied = [
+                (e["verb"], e["objectRef"]) for e in writes if e["responseStatus"]["code"] == 403
+            ]
+            assert denied == []
+        finally:
+            stop_operator(limited)
+    log = limited.log.read_text()
+    assert "Forbidden" not in log and "403" not in log, log[-3000:]
+
+
+def test_leader_election_lets_one_of_two_act(control_plane, operator, namespace, tmp_path: Path):
+    peering = f"t-{namespace}"[:63]
+    env = {"TORCHSHIP_LEADER_ELECTION": "true", "TORCHSHIP_PEERING_NAME": peering}
+    with paused(operator):
+        first = start_operator(control_plane, tmp_path / "a.log", user="torchship-a", **env)
+        second = start_operator(control_plane, tmp_path / "b.log", user="torchship-b", **env)
+        running = [first, second]
+        try:
+            # Both find each other.
+            def peers() -> int:
+                result = control_plane.kubectl(
+                    "get", "clusterkopfpeering", peering, "-o", "json", check=False
+                )
+                if result.returncode != 0:
+                    return 0
+                return len(json.loads(result.stdout).get("status") or {})
+
+            wait_for(lambda: peers() == 2, timeout=60)
+            # Peers start paused; only the one with the highest priority resumes.
+            acting = "Resuming operations"
+            wait_for(lambda: sum(acting in r.log.read_text() for r in running) == 1, timeout=30)
+            time.sleep(2)
+            assert sum(acting in r.log.read_text() for r in running) == 1
+            leader, standby = running if acting in first.log.read_text() else (second, first)
+            since = utc_now()
+            control_plane.kubectl(
+                "apply", "-n", namespace, "-f", "-", input=msvc("led", replicas=1)
+            )
+            control_plane.kubectl(
+                "wait", "-n", namespace, "--for=condition=Ready", "msvc/led", "--timeout=60s"
+            )
+            assert leader.writes(control_plane, namespace, since)
+            assert standby.writes(control_plane, namespace, since) == []
+
+            # The leader goes; the standby takes over.
+            stop_operator(leader)
+            time.sleep(1)
+            since = utc_now()
+            control_plane.kubectl("scale", "msvc/led", "--replicas=2", "-n", namespace)
+            wait_for(
+                lambda: (
+                    [
+                        d["spec"]["replicas"]
+                        for d in get_json(control_plane, "deployments", "-n", namespace)["items"]
+                    ]
+                    == [2]
+                ),
+                timeout=60,
+            )
+            assert standby.writes(control_plane, namespace, since)
+        finally:
+            for r in running:
+                stop_operator(r)
+            control_plane.kubectl("delete", "clusterkopfpeering", peering, check=False)

@@ -170,16 +170,25 @@ def reconciles_total(metrics_port: int) -> float:
     )
 
 
-def fresh_plane(tmp: Path, name: str) -> testenv.ControlPlane:
+def fresh_plane(tmp: Path, name: str, n: int) -> testenv.ControlPlane:
+    """A control plane with room for n pods: fake CPU nodes of 250 pods each."""
     plane = testenv.ControlPlane(workdir=tmp / name, bin_dir=testenv.build_binaries())
     plane.start()
+    nodes = [
+        testenv.node_manifest(testenv.FakeNode(f"bench-cpu-{i}", pods="250"))
+        for i in range(n // 250 + 1)
+    ]
+    plane.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes})
+    )
+    plane.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
     return plane
 
 
 def measure_floor(tmp: Path, n: int, timeout: float) -> float:
     from kubernetes import config
 
-    plane = fresh_plane(tmp, f"floor-{n}")
+    plane = fresh_plane(tmp, f"floor-{n}", n)
     try:
         plane.kubectl("create", "namespace", "bench")
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))
@@ -195,7 +204,7 @@ def measure_floor(tmp: Path, n: int, timeout: float) -> float:
 def measure_operator(tmp: Path, n: int, timeout: float, steady_seconds: float) -> Result:
     from kubernetes import config
 
-    plane = fresh_plane(tmp, f"operator-{n}")
+    plane = fresh_plane(tmp, f"operator-{n}", n)
     operator = None
     try:
         plane.kubectl("apply", "--server-side", "-f", str(CRD))

@@ -45,6 +45,7 @@ class FakeNode:
     product: str = ""
     cpu: str = "32"
     memory: str = "256Gi"
+    pods: str = "110"
 
 
 FAKE_NODES = (
@@ -161,7 +162,7 @@ def node_manifest(node: FakeNode) -> dict:
         "kubernetes.io/arch": "amd64",
         "node.kubernetes.io/instance-type": "gpu" if node.gpus else "cpu",
     }
-    capacity = {"cpu": node.cpu, "memory": node.memory, "pods": "110"}
+    capacity = {"cpu": node.cpu, "memory": node.memory, "pods": node.pods}
     spec: dict = {}
     if node.gpus:
         labels |= {"nvidia.com/gpu.product": node.product, "nvidia.com/gpu.count": str(node.gpus)}

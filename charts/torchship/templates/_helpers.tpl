@@ -91,7 +91,8 @@ The operator image: repository@digest, or repository:tag (default: the appVersio
 
 {{/*
 RBAC rules for what the operator does inside the namespaces it serves: read ModelServices and
-write only their status; server-side apply, prune and scale their children; read pods for the
+write only their status; server-side apply (patch, and create for a new object), prune and
+scale their children; read pods for the
 reasons in status; post events; take part in leader election (namespaced peering). Used by the
 Roles of a namespaced install and by the ClusterRole of a cluster-wide one. Kept in step with
 torchship_operator.rbac (a test compares them).
@@ -105,20 +106,20 @@ torchship_operator.rbac (a test compares them).
   verbs: ["patch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- if .Values.rbac.gatewayApi }}
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end }}
 - apiGroups: [""]
   resources: ["pods"]

@@ -1,0 +1,173 @@
+"""The Argo CD health check for ModelService, run as Argo CD runs it: a Lua 5.1 chunk (Argo CD
+embeds gopher-lua, a Lua 5.1) with the live object in the global `obj`, returning
+{status, message}."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import lupa.lua51 as lua51
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "examples/argocd/resource_customizations/torchship.dev/ModelService/health.lua"
+ARGOCD_CM = ROOT / "examples/argocd/argocd-cm.yaml"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "health"
+EXPECTED = {"healthy": "Healthy", "progressing": "Progressing", "degraded": "Degraded"}
+
+
+def health(obj: dict[str, Any], script: str | None = None) -> dict[str, Any]:
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    # The object as Argo CD hands it over: JSON turned into nested Lua tables.
+    lua.globals().obj = lua.table_from(json.loads(json.dumps(obj)), recursive=True)
+    result = lua.execute(script if script is not None else SCRIPT.read_text())
+    assert result is not None, "the script returned nothing"
+    return {key: result[key] for key in ("status", "message")}
+
+
+def fixtures() -> list[Path]:
+    return sorted(FIXTURES.glob("*.json"))
+
+
+def test_fixtures_cover_each_health():
+    prefixes = {path.name.split("-", 1)[0] for path in fixtures()}
+    assert prefixes == set(EXPECTED), prefixes
+
+
+@pytest.mark.parametrize("path", fixtures(), ids=lambda p: p.stem)
+def test_health_of_fixture(path: Path):
+    expected = EXPECTED[path.name.split("-", 1)[0]]
+    result = health(json.loads(path.read_text()))
+    assert result["status"] == expected, result
+    assert isinstance(result["message"], str) and result["message"], result
+
+
+def ms(generation: int = 2, **status: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "torchship.dev/v1alpha1",
+        "kind": "ModelService",
+        "metadata": {"name": "m", "namespace": "ns", "generation": generation},
+        "spec": {"model": {"uri": "file:///m.pt2", "format": "exported-program"}},
+    }
+    if status:
+        obj["status"] = status
+    return obj
+
+
+def cond(kind: str, status: str, reason: str = "", message: str = "", gen: int = 2) -> dict:
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": gen,
+        "lastTransitionTime": "2025-01-01T00:00:00Z",
+    }
+
+
+READY = cond("Ready", "True", "Ready", "2/2 replicas ready")
+NOT_DEGRADED = cond("Degraded", "False", "AsExpected")
+
+
+@pytest.mark.parametrize(
+    ("obj", "status", "message"),
+    [
+        (ms(), "Progressing", "Waiting for the operator to report status"),
+        (
+            ms(3, observedGeneration=2, conditions=[READY, NOT_DEGRADED]),
+            "Progressing",
+            "Waiting for the operator to observe generation 3",
+        ),
+        (ms(conditions=[READY]), "Progressing", "Waiting for the operator to observe generation 2"),
+        (
+            ms(observedGeneration=2, conditions=[READY, NOT_DEGRADED]),
+            "Healthy",
+            "2/2 replicas ready",
+        ),
+        (ms(observedGeneration=2, conditions=[cond("Ready", "True")]), "Healthy", "Ready"),
+        (
+            ms(
+                observedGeneration=2,
+                conditions=[
+                    cond("Ready", "False", "Unschedulable", "0/4 nodes are available"),
+                    cond("Degraded", "True", "Unschedulable", "0/4 nodes are available"),
+                ],
+            ),
+            "Degraded",
+            "0/4 nodes are available",
+        ),
+        # Degraded wins over Ready: an aborted rollout still serving the old version.
+        (
+            ms(
+                observedGeneration=2,
+                conditions=[READY, cond("Degraded", "True", "RolloutAborted", "")],
+            ),
+            "Degraded",
+            "RolloutAborted",
+        ),
+        (
+            ms(
+                observedGeneration=2,
+                conditions=[
+                    cond("Ready", "False", "CanaryPaused", "canary at 10% of traffic"),
+                    cond("Progressing", "True", "CanaryPaused", "canary at 10% of traffic"),
+                    NOT_DEGRADED,
+                ],
+            ),
+            "Progressing",
+            "canary at 10% of traffic",
+        ),
+        (
+            ms(observedGeneration=2, conditions=[cond("Ready", "Unknown", "Starting", "")]),
+            "Progressing",
+            "Starting",
+        ),
+        (ms(observedGeneration=2), "Progressing", "Waiting for the ModelService to become Ready"),
+        (
+            ms(observedGeneration=2, conditions=[]),
+            "Progressing",
+            "Waiting for the ModelService to become Ready",
+        ),
+        # A condition left from an older generation is not believed.
+        (
+            ms(3, observedGeneration=3, conditions=[cond("Ready", "True", "Ready", "old", gen=2)]),
+            "Progressing",
+            "Waiting for the ModelService to become Ready",
+        ),
+        (
+            ms(3, observedGeneration=3, conditions=[cond("Degraded", "True", "X", "old", gen=2)]),
+            "Progressing",
+            "Waiting for the ModelService to become Ready",
+        ),
+    ],
+)
+def test_health_table(obj: dict, status: str, message: str):
+    assert health(obj) == {"status": status, "message": message}
+
+
+def test_the_object_is_left_as_it_was():
+    obj = ms(observedGeneration=2, conditions=[READY])
+    before = copy.deepcopy(obj)
+    health(obj)
+    assert obj == before
+
+
+def test_the_argocd_cm_snippet_is_the_script():
+    data = yaml.safe_load(ARGOCD_CM.read_text())["data"]
+    assert set(data) == {"resource.customizations.health.torchship.dev_ModelService"}
+    snippet = data["resource.customizations.health.torchship.dev_ModelService"]
+    assert snippet == SCRIPT.read_text(), (
+        "examples/argocd/argocd-cm.yaml must carry health.lua unchanged: copy it there"
+    )
+
+
+def test_a_broken_script_fails_the_check():
+    broken = SCRIPT.read_text().replace('hs.status = "Healthy"', 'hs.status = "Progressing"')
+    obj = ms(observedGeneration=2, conditions=[READY])
+    assert health(obj, broken)["status"] == "Progressing"
+    with pytest.raises(lua51.LuaError):
+        health(obj, "return obj.status.nothing.here")

@@ -77,6 +77,8 @@ def check_bearer(scope: Scope, token: bytes) -> None:
 
 
 async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    # With its length given, the server writes the body as is (no chunked framing).
+    headers = [*headers, (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

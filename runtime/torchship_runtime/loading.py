@@ -121,7 +121,7 @@ def exported_inputs(program: Any) -> tuple[list[TensorMetadata], int | None]:
 
 def load_torchscript(path: Path, device: torch.device) -> LoadedModule:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still loads
+        warnings.simplefilter("ignore")  # torch.jit is deprecated, still loads
         module = torch.jit.load(str(path), map_location=device)
     module.eval()
     names = forward_argument_names(module)

@@ -39,7 +39,7 @@ def mlp(sizes: tuple[int, ...] = (WIDTH, 32, 10), seed: int = 0) -> nn.Module:
 
 def save_torchscript(model: nn.Module, path: Path) -> Path:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # deprecated in torch, still the format
+        warnings.simplefilter("ignore")  # torch.jit is deprecated, still the format
         torch.jit.script(model).save(str(path))
     return path
 

@@ -446,3 +446,15 @@ def test_a_missing_crd_file_fails_the_render(tmp_path: Path):
 def test_template_output_is_plain_yaml_for_kubectl():
     text = template_text({})
     assert "{{" not in text and "<no value>" not in text
+
+
+def test_the_packaged_chart_carries_its_crds(tmp_path: Path):
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    (package,) = tmp_path.glob("torchship-*.tgz")
+    text = helm("template", "t", str(package), "--kube-version", "1.34.0").stdout
+    names = {
+        o["metadata"]["name"]
+        for o in yaml.safe_load_all(text)
+        if o and o["kind"] == "CustomResourceDefinition"
+    }
+    assert names == set(_crd_docs(ROOT / "crds"))

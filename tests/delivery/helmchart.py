@@ -6,8 +6,10 @@ exactly the chart's credentials:
     sys.path.insert(0, str(ROOT / "tests" / "delivery"))
     import helmchart
 
-    sa = helmchart.install_rbac(control_plane, namespace)
+    sa = helmchart.install_rbac(control_plane, namespace, release="op")
     kubeconfig = helmchart.service_account_kubeconfig(control_plane, namespace, sa, tmp_path)
+    ...  # run the operator with KUBECONFIG=kubeconfig
+    helmchart.remove_rbac(control_plane, namespace, release="op")
 """
 
 from __future__ import annotations
@@ -134,6 +136,19 @@ def install_rbac(
     )  # fmt: skip
     (account,) = [o for o in rbac if o["kind"] == "ServiceAccount"]
     return account["metadata"]["name"]
+
+
+def remove_rbac(
+    control_plane, namespace: str, values: Mapping[str, Any] | None = None, release: str = ""
+) -> None:
+    """Delete what `install_rbac` created with the same arguments."""
+    merged = dict(values or {})
+    merged["crds"] = {**dict(merged.get("crds", {})), "install": False}
+    objects = render(merged, release=release, namespace=namespace)
+    rbac = [o for o in objects if o["kind"] in RBAC_KINDS]
+    control_plane.kubectl(
+        "delete", "--ignore-not-found", "--wait=false", "-f", "-", input=yaml.safe_dump_all(rbac)
+    )
 
 
 def service_account_kubeconfig(

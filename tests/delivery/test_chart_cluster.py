@@ -16,7 +16,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helmchart import CHART, can_i, helm, render, service_account_kubeconfig, value_args
+from helmchart import (
+    CHART,
+    can_i,
+    helm,
+    install_rbac,
+    remove_rbac,
+    render,
+    service_account_kubeconfig,
+    value_args,
+)
 
 CRDS = ("modelservices.torchship.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
 RESTRICTED = ["pod-security.kubernetes.io/enforce=restricted"]
@@ -92,6 +101,32 @@ def test_template_output_passes_a_server_side_dry_run(control_plane, namespace, 
     assert len(applied) == len(objects), proc.stdout
     # Nothing was created.
     assert control_plane.kubectl("get", "deployments", "-n", namespace, "-o", "name").stdout == ""
+
+
+@pytest.mark.parametrize("mode", ["cluster-wide", "namespaced"])
+def test_the_rbac_helper_gives_exactly_the_charts_credentials(
+    control_plane, installed_crds, namespace, tmp_path: Path, mode
+):
+    other = create_namespace(control_plane, "ts-other")
+    values = {"watchNamespaces": [namespace]} if mode == "namespaced" else {}
+    release = f"rb-{uuid.uuid4().hex[:6]}"
+    try:
+        account = install_rbac(control_plane, namespace, values, release=release)
+        kubeconfig = service_account_kubeconfig(control_plane, namespace, account, tmp_path)
+        as_operator = ["--kubeconfig", str(kubeconfig)]
+        control_plane.kubectl(*as_operator, "get", "modelservices", "-n", namespace)
+        control_plane.kubectl(*as_operator, "get", "deployments", "-n", namespace)
+        elsewhere = control_plane.kubectl(
+            *as_operator, "get", "modelservices", "-n", other, check=False
+        )
+        assert (elsewhere.returncode == 0) == (mode == "cluster-wide"), elsewhere.stderr
+        secrets = control_plane.kubectl(*as_operator, "get", "secrets", "-n", other, check=False)
+        assert "Forbidden" in secrets.stderr
+    finally:
+        remove_rbac(control_plane, namespace, values, release=release)
+        control_plane.kubectl("delete", "namespace", other, "--wait=false", check=False)
+    gone = control_plane.kubectl("get", "clusterrole", f"{release}-torchship", check=False)
+    assert "NotFound" in gone.stderr
 
 
 def test_helm_install_runs_the_operator_in_a_restricted_namespace(control_plane, release):

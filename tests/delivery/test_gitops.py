@@ -20,18 +20,6 @@ def build(control_plane, overlay: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
-@pytest.fixture(scope="module")
-def crds(control_plane) -> None:
-    """The CRDs from crds/, unless a release already installed them."""
-    if control_plane.kubectl("get", "crd", "modelservices.torchship.dev", check=False).returncode:
-        control_plane.kubectl(
-            "apply", "--server-side", "--field-manager=torchship-tests", "-f", str(ROOT / "crds")
-        )
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "crd/modelservices.torchship.dev", "--timeout=60s"
-    )
-
-
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_builds_and_differs_in_gpu_product_and_replicas(control_plane, overlay):
     objects = build(control_plane, overlay)
@@ -48,7 +36,7 @@ def test_overlay_builds_and_differs_in_gpu_product_and_replicas(control_plane, o
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_applies_and_a_second_apply_changes_nothing(control_plane, crds, overlay):
+def test_overlay_applies_and_a_second_apply_changes_nothing(control_plane, installed_crds, overlay):
     manifest = control_plane.kubectl("kustomize", str(KUSTOMIZE / "overlays" / overlay)).stdout
     namespace = f"ml-{overlay}"
     apply = ["apply", "--server-side", "--field-manager=gitops-example", "-f", "-"]

@@ -64,32 +64,42 @@ controller = Controller()
 # -- watch caches ---------------------------------------------------------------------------
 
 
+def slim(body: kopf.Body) -> dict[str, Any]:
+    """The object without managedFields, the largest part of it and never read here."""
+    meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    return {**body, "metadata": meta}
+
+
 @kopf.index(api.GROUP, api.VERSION, api.PLURAL)
 def modelservice_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
-    return {(namespace, name): body}
+    return {(namespace, name): slim(body)}
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
 def deployment_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
-    return {(namespace, labels[render.LABEL_MS]): body}
+    return {(namespace, labels[render.LABEL_MS]): slim(body)}
 
 
 @kopf.index("v1", "services", labels=MANAGED)
 def service_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
-    return {(namespace, labels[render.LABEL_MS]): body}
+    return {(namespace, labels[render.LABEL_MS]): slim(body)}
 
 
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
 def hpa_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
-    return {(namespace, labels[render.LABEL_MS]): body}
+    return {(namespace, labels[render.LABEL_MS]): slim(body)}
 
 
 @kopf.index("v1", "pods", labels=CHILD)
 def pod_index(namespace: str, name: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
     # Only what status reasons need: a pod cache stays small at a thousand ModelServices.
     slim_status = {
-        "conditions": list(status.get("conditions", [])),
-        "containerStatuses": list(status.get("containerStatuses", [])),
+        "conditions": [c for c in status.get("conditions", []) if c.get("type") == "PodScheduled"],
+        "containerStatuses": [
+            {"name": c.get("name"), "state": {"waiting": c["state"]["waiting"]}}
+            for c in status.get("containerStatuses", [])
+            if (c.get("state") or {}).get("waiting")
+        ],
     }
     return {
         (namespace, labels[render.LABEL_MS]): {

@@ -20,6 +20,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
 
 from . import api
+from .metrics import WRITES
 
 log = logging.getLogger("torchship.apply")
 
@@ -52,6 +53,15 @@ def make_api_client(pool_size: int = 32) -> client.ApiClient:
 # Maps the API declares atomic (`+mapType=atomic`): an apply replaces them whole, so a key
 # someone else added is drift too.
 ATOMIC_MAPS = frozenset({"selector", "nodeSelector"})
+
+
+def resource_of(path: str) -> str:
+    """`deployments`, `deployments/scale`, `modelservices/status`, ... of an API path."""
+    parts = path.strip("/").split("/")
+    if "namespaces" in parts[:-1]:
+        parts = parts[parts.index("namespaces") + 2 :]
+        return parts[0] + (f"/{parts[2]}" if len(parts) > 2 else "")
+    return parts[-1]
 
 
 def omitted(value: Any) -> bool:
@@ -187,6 +197,8 @@ class Kube:
     async def _call(
         self, method: str, path: str, body: Any = None, content_type: str | None = None, **query
     ) -> dict[str, Any] | None:
+        if method != "GET":
+            WRITES.labels(resource_of(path)).inc()
         return await asyncio.to_thread(self._call_sync, method, path, body, content_type, query)
 
     def _call_sync(

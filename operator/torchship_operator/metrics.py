@@ -12,6 +12,8 @@ RECONCILE_SECONDS = Histogram(
     "Time spent in one ModelService reconcile.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-WRITES = Counter("torchship_api_writes", "Write requests sent to the API server.", ["kind"])
+WRITES = Counter(
+    "torchship_api_writes", "Write requests sent to the API server.", ["resource"]
+)  # e.g. resource="deployments", "deployments/scale", "modelservices/status", "events"
 MODELSERVICES = Gauge("torchship_modelservices", "ModelServices by readiness.", ["ready"])
 QUEUE_DEPTH = Gauge("torchship_workqueue_depth", "Keys waiting to be reconciled.")

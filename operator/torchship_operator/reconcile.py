@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from . import api, autoscaling, render, rollout, status
 from .kube import Applied, Kube
-from .metrics import WRITES
 from .settings import Settings
 
 log = logging.getLogger("torchship.reconcile")
@@ -243,12 +242,17 @@ async def write_status(
     changed = sorted(k for k in set(previous) | set(new) if previous.get(k) != new.get(k))
     log.debug("status of %s/%s differs in %s", owner.namespace, owner.name, changed)
     await kube.patch_status(owner.namespace, owner.name, previous, new)
-    WRITES.labels("status").inc()
     outcome.writes.append("status")
     old_ready = next((c for c in previous.get("conditions") or [] if c["type"] == "Ready"), None)
-    # One event per change of cause; pods coming up are already told by RevisionCreated.
+    # One event per change of cause. Pods coming up, and a first Ready after them, are told by
+    # RevisionCreated and the rollout's events already (a thousand new ModelServices would
+    # otherwise cost a thousand more writes).
     changed = old_ready is None or old_ready["reason"] != ready["reason"]
-    if changed and ready["reason"] != "RolloutInProgress":
+    routine = ready["reason"] == "RolloutInProgress" or (
+        ready["reason"] == "Ready"
+        and (old_ready is None or old_ready["reason"] == "RolloutInProgress")
+    )
+    if changed and not routine:
         degraded = next(c for c in new["conditions"] if c["type"] == "Degraded")
         kind = "Warning" if degraded["status"] == "True" else "Normal"
         outcome.emit(kind, ready["reason"], ready["message"] or ready["reason"])

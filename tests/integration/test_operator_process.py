@@ -39,6 +39,8 @@ def test_metrics_and_liveness(control_plane, operator, namespace):
     assert status == 200
     assert sample(text, "torchship_reconciles_total", result="success") >= 1
     assert sample(text, "torchship_reconcile_duration_seconds_count") >= 1
+    for resource in ("deployments", "services", "modelservices/status", "events"):
+        assert sample(text, "torchship_api_writes_total", resource=resource) >= 1, resource
     wait_for(
         lambda: (
             sample(

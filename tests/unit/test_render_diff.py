@@ -16,6 +16,7 @@ from torchship_operator.kube import (
     contains,
     fingerprinted,
     merge_patch,
+    resource_of,
 )
 
 OWNER = render.Owner(name="mlp", namespace="ml", uid="u")
@@ -165,3 +166,21 @@ def test_values_the_server_omits_count_as_equal():
 )
 def test_merge_patch_removes_what_went(old, new, patch):
     assert merge_patch(old, new) == patch
+
+
+@pytest.mark.parametrize(
+    ("path", "resource"),
+    [
+        ("/apis/apps/v1/namespaces/ml/deployments/a", "deployments"),
+        ("/apis/apps/v1/namespaces/ml/deployments/a/scale", "deployments/scale"),
+        (
+            "/apis/torchship.dev/v1alpha1/namespaces/ml/modelservices/a/status",
+            "modelservices/status",
+        ),
+        ("/api/v1/namespaces/ml/events", "events"),
+        ("/apis/kopf.dev/v1/clusterkopfpeerings", "clusterkopfpeerings"),
+        ("/apis/kopf.dev/v1/namespaces/ml/kopfpeerings", "kopfpeerings"),
+    ],
+)
+def test_writes_are_counted_by_resource(path, resource):
+    assert resource_of(path) == resource

@@ -190,3 +190,37 @@ def test_leader_election_lets_one_of_two_act(control_plane, operator, namespace,
             for r in running:
                 stop_operator(r)
             control_plane.kubectl("delete", "clusterkopfpeering", peering, check=False)
+
+
+def test_a_namespaced_operator_acts_in_its_namespaces_only(
+    control_plane, operator, namespace, tmp_path: Path
+):
+    """TORCHSHIP_NAMESPACES, with leader election through a KopfPeering in that namespace."""
+    elsewhere = f"{namespace}-x"[:63]
+    control_plane.kubectl("create", "namespace", elsewhere)
+    env = {
+        "TORCHSHIP_NAMESPACES": namespace,
+        "TORCHSHIP_LEADER_ELECTION": "true",
+        "TORCHSHIP_PEERING_NAME": "torchship",
+    }
+    try:
+        with paused(operator):
+            scoped = start_operator(
+                control_plane, tmp_path / "scoped.log", user="torchship-ns", **env
+            )
+            try:
+                for ns in (namespace, elsewhere):
+                    control_plane.kubectl("apply", "-n", ns, "-f", "-", input=msvc("scoped"))
+                control_plane.kubectl(
+                    "wait", "-n", namespace, "--for=condition=Ready", "msvc/scoped", "--timeout=60s"
+                )
+                peering = get_json(control_plane, "kopfpeering", "torchship", "-n", namespace)
+                assert len(peering.get("status") or {}) == 1
+                time.sleep(3)
+                assert get_json(control_plane, "deployments", "-n", elsewhere)["items"] == []
+                untouched = get_json(control_plane, "msvc", "scoped", "-n", elsewhere)
+                assert "status" not in untouched
+            finally:
+                stop_operator(scoped)
+    finally:
+        control_plane.kubectl("delete", "namespace", elsewhere, "--wait=false", check=False)

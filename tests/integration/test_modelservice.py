@@ -158,6 +158,17 @@ def test_invalid_modelservices_are_rejected_with_a_clear_message(
     assert message in result.stderr, result.stderr
 
 
+SAMPLES = [*sorted((ROOT / "examples").glob("*.yaml")), ROOT / "tests/golden/full-spec.input.yaml"]
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
+def test_every_sample_manifest_is_accepted(control_plane, crds, namespace, path: Path):
+    result = control_plane.kubectl(
+        "apply", "-n", namespace, "--dry-run=server", "-f", str(path), check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_bad_names_are_rejected(control_plane, crds, namespace):
     result = control_plane.kubectl(
         "apply", "-n", namespace, "-f", "-", input=msvc("a" * 60), check=False

@@ -154,12 +154,17 @@ def test_leader_election_lets_one_of_two_act(control_plane, operator, namespace,
                 return len(json.loads(result.stdout).get("status") or {})
 
             wait_for(lambda: peers() == 2, timeout=60)
-            # Peers start paused; only the one with the highest priority resumes.
-            acting = "Resuming operations"
-            wait_for(lambda: sum(acting in r.log.read_text() for r in running) == 1, timeout=30)
+
+            # Peers start paused; the one with the highest priority resumes, and one that
+            # resumed before it saw a higher one pauses again.
+            def acting(r) -> bool:
+                text = r.log.read_text()
+                return text.rfind("Resuming operations") > text.rfind("Pausing operations")
+
+            wait_for(lambda: sum(acting(r) for r in running) == 1, timeout=30)
             time.sleep(2)
-            assert sum(acting in r.log.read_text() for r in running) == 1
-            leader, standby = running if acting in first.log.read_text() else (second, first)
+            assert sum(acting(r) for r in running) == 1
+            leader, standby = running if acting(first) else (second, first)
             since = utc_now()
             control_plane.kubectl(
                 "apply", "-n", namespace, "-f", "-", input=msvc("led", replicas=1)

@@ -244,6 +244,10 @@ class Runtime:
                     return float(line.rsplit(" ", 1)[1])
         return 0.0
 
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -254,6 +258,12 @@ class Runtime:
 
 
 # -- the measurements -----------------------------------------------------------------------
+
+METRICS = (
+    "torchship_batch_size_count",
+    "torchship_batch_size_sum",
+    "torchship_forward_duration_seconds_sum",
+)
 
 
 @dataclass
@@ -267,6 +277,8 @@ class Cell:
     mean_batch: float | None = None
     errors: int = 0
     batch_size: int | None = None  # raw: the best batch size
+    forward_busy: float | None = None  # share of wall time the forward thread was running
+    server_cpu: float | None = None  # server process CPU seconds per wall second (of 2 cores)
 
 
 def raw_forward(module: torch.nn.Module, width: int, seconds: float) -> Cell:
@@ -293,14 +305,16 @@ def served(
     seconds: float,
     check: np.ndarray,
 ) -> Cell:
-    batches_before = runtime.metric("torchship_batch_size_count")
-    rows_before = runtime.metric("torchship_batch_size_sum")
+    before = {m: runtime.metric(m) for m in METRICS}
+    cpu_before, started = runtime.cpu_seconds(), time.perf_counter()
     load, sample = uvloop.run(drive(runtime.port, raw, concurrency, min(1.0, seconds / 3), seconds))
+    elapsed = time.perf_counter() - started
+    cpu = runtime.cpu_seconds() - cpu_before
     got = decode_output(sample, binary="binary" in mode)
     if not np.allclose(got, check, atol=1e-4):
         raise AssertionError(f"{model} {mode}: the served output differs from the model's")
-    batches = runtime.metric("torchship_batch_size_count") - batches_before
-    rows = runtime.metric("torchship_batch_size_sum") - rows_before
+    delta = {m: runtime.metric(m) - before[m] for m in METRICS}
+    batches, rows = delta["torchship_batch_size_count"], delta["torchship_batch_size_sum"]
     latencies = sorted(load.latencies) or [float("nan")]
     return Cell(
         model=model,
@@ -311,6 +325,8 @@ def served(
         p99_ms=1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
         mean_batch=rows / batches if batches else None,
         errors=load.errors,
+        forward_busy=delta["torchship_forward_duration_seconds_sum"] / elapsed,
+        server_cpu=cpu / elapsed,
     )
 
 
@@ -357,28 +373,48 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> list[Cell
 
 def table(cells: list[Cell]) -> str:
     lines = [
-        f"{'model':6} {'mode':19} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'batch':>6} {'vs raw':>7}",
+        f"{'model':6} {'mode':19} {'conc':>4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'batch':>5} {'served/raw':>10} {'fwd busy':>8} {'srv cpu':>7}",
     ]
     raw = {c.model: c.throughput for c in cells if c.mode == "raw forward"}
     for c in cells:
         if c.mode == "raw forward":
             lines.append(
-                f"{c.model:6} {'raw forward':19} {'':>4} {c.throughput:9.0f} {'':>8} {'':>8} "
-                f"{c.batch_size:6d} {'1.00':>7}   (rows/s at the best batch size)"
+                f"{c.model:6} {'raw forward':19} {'':>4} {c.throughput:8.0f} {'':>7} {'':>7} "
+                f"{c.batch_size:5d} {'1':>10}   rows/s at the best batch size"
             )
             continue
         lines.append(
-            f"{c.model:6} {c.mode:19} {c.concurrency:4d} {c.throughput:9.0f} {c.p50_ms:8.2f} "
-            f"{c.p99_ms:8.2f} {c.mean_batch or 0:6.1f} {c.throughput / raw[c.model]:7.2f}"
+            f"{c.model:6} {c.mode:19} {c.concurrency:4d} {c.throughput:8.0f} {c.p50_ms:7.2f} "
+            f"{c.p99_ms:7.2f} {c.mean_batch or 0:5.1f} {c.throughput / raw[c.model]:10.3g} "
+            f"{c.forward_busy:8.0%} {c.server_cpu:7.0%}"
             + (f"   {c.errors} errors" if c.errors else "")
         )
-    heavy = {(c.mode, c.concurrency): c.throughput for c in cells if c.model == "heavy"}
-    for c in (16, 64):
-        if ("binary", c) in heavy and ("json", c) in heavy:
-            ratio = heavy[("binary", c)] / heavy[("json", c)]
-            lines.append(f"heavy binary / json at concurrency {c}: {ratio:.2f}x")
     return "\n".join(lines)
+
+
+def targets(cells: list[Cell]) -> list[str]:
+    """The issue's targets, each with the measured figure and whether it was met."""
+    by = {(c.model, c.mode, c.concurrency): c for c in cells}
+    lines = []
+
+    def check(what: str, value: float, met: bool, unit: str) -> None:
+        lines.append(f"{'met   ' if met else 'MISSED'}  {what}: {value:.4g}{unit}")
+
+    if small := by.get(("small", "json", 64)):
+        check("SMALL c64 >= 2100 req/s", small.throughput, small.throughput >= 2100, " req/s")
+    if lone := by.get(("small", "json", 1)):
+        check("SMALL c1 p50 <= 1.5 ms (batching on)", lone.p50_ms, lone.p50_ms <= 1.5, " ms")
+        if off := by.get(("small", "json, batching off", 1)):
+            lines.append(f"info    SMALL c1 p50 batching on / off: {lone.p50_ms:.3f} / "
+                         f"{off.p50_ms:.3f} ms")  # fmt: skip
+    if heavy := by.get(("heavy", "json", 64)):
+        check("HEAVY c64 >= 650 req/s", heavy.throughput, heavy.throughput >= 650, " req/s")
+        check("HEAVY c64 p99 <= 200 ms", heavy.p99_ms, heavy.p99_ms <= 200, " ms")
+        if binary := by.get(("heavy", "binary", 64)):
+            ratio = binary.throughput / heavy.throughput
+            check("HEAVY c64 binary >= 2x JSON", ratio, ratio >= 2, "x")
+    return lines
 
 
 def main() -> None:
@@ -392,6 +428,7 @@ def main() -> None:
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "runtime_bench.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     cells: list[Cell] = []
     with tempfile.TemporaryDirectory(prefix="torchship-bench-") as tmp:
         for name in args.models.split(","):
@@ -402,6 +439,8 @@ def main() -> None:
         f"{args.max_batch_size}, max delay {args.max_delay_ms} ms, {args.seconds}s per cell"
     )
     print(table(cells))
+    print("\n".join(targets(cells)))
+    print(f"load average before / after: {load_before} / {os.getloadavg()}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -409,7 +448,8 @@ def main() -> None:
             {
                 "machine": {
                     "cpu_count": os.cpu_count(),
-                    "load_average_before": os.getloadavg(),
+                    "load_average_before": load_before,
+                    "load_average_after": os.getloadavg(),
                     "torch": torch.__version__,
                 },
                 "settings": vars(args),

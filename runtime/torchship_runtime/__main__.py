@@ -8,6 +8,13 @@ it; the server is never left live but unable to serve.
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads OpenMP: idle OpenMP threads sleep rather than spin. A pod shares its cores
+# (with the event loop, under a CPU quota): spinning threads take the time the event loop needs
+# and stall the forward pass at every barrier. Set OMP_WAIT_POLICY=ACTIVE to opt out.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import asyncio
 import contextlib
 import logging

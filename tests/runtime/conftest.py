@@ -8,6 +8,15 @@ from pathlib import Path
 import pytest
 from served import Runtime
 
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A runtime test that hangs fails with a traceback instead of stalling the suite."""
+    for item in items:
+        if HERE in Path(item.path).parents:
+            item.add_marker(pytest.mark.timeout(180))
+
 
 @pytest.fixture
 def start_runtime(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:

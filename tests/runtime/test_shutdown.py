@@ -68,24 +68,27 @@ def test_sigterm_under_load_drains_and_loses_no_request(tmp_path, start_runtime)
                     outcomes.append("ok" if r.status_code == 200 else f"http {r.status_code}")
                 except httpx.HTTPError as error:
                     outcomes.append(f"lost: {error!r}")
+                    time.sleep(0.01)
 
-    clients = [threading.Thread(target=client, args=(i % 2 == 0,)) for i in range(6)]
+    clients = [threading.Thread(target=client, args=(i % 2 == 0,), daemon=True) for i in range(6)]
     for t in clients:
         t.start()
-    time.sleep(1)
-    served_before = len(outcomes)
-    running.proc.send_signal(signal.SIGTERM)
-    signalled = time.monotonic()
-    time.sleep(0.2)
-    ready = httpx.get(f"{url}/v2/health/ready")
-    assert ready.status_code == 503  # out of the Service's endpoints at once...
-    assert ready.headers.get("connection") == "close"
-    assert httpx.get(f"{url}/v2/health/live").status_code == 200
-    during = len(outcomes)
-    time.sleep(0.8)
-    endpoint_removed.set()
-    for t in clients:
-        t.join()
+    try:
+        time.sleep(1)
+        served_before = len(outcomes)
+        running.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        time.sleep(0.2)
+        ready = httpx.get(f"{url}/v2/health/ready")
+        assert ready.status_code == 503  # out of the Service's endpoints at once...
+        assert ready.headers.get("connection") == "close"
+        assert httpx.get(f"{url}/v2/health/live").status_code == 200
+        during = len(outcomes)
+        time.sleep(0.8)
+    finally:
+        endpoint_removed.set()
+        for t in clients:
+            t.join()
     assert len(outcomes) > during  # ...while requests are still served
     returncode = running.proc.wait(timeout=20)
     exited_after = time.monotonic() - signalled

@@ -131,44 +131,53 @@ def http_request(path: str, body: bytes, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def json_request(name: str, row: np.ndarray) -> bytes:
-    doc = {
-        "inputs": [
-            {
-                "name": "input__0",
-                "datatype": "FP32",
-                "shape": [1, row.size],
-                "data": row.tolist(),
-            }
-        ]
+def json_body(row: np.ndarray) -> bytes:
+    tensor = {"name": "input__0", "datatype": "FP32", "shape": [1, row.size], "data": row.tolist()}
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+def binary_body(row: np.ndarray) -> tuple[bytes, int]:
+    """The body (JSON header, then the raw tensor) and the header's length."""
+    raw = row.astype(np.float32).tobytes()
+    tensor = {
+        "name": "input__0",
+        "datatype": "FP32",
+        "shape": [1, row.size],
+        "parameters": {"binary_data_size": len(raw)},
     }
-    body = json.dumps(doc).encode()
-    return http_request(f"/v2/models/{name}/infer", body, {"Content-Type": "application/json"})
+    wanted = {"name": "output__0", "parameters": {"binary_data": True}}
+    header = json.dumps({"inputs": [tensor], "outputs": [wanted]}).encode()
+    return header + raw, len(header)
+
+
+def json_request(name: str, row: np.ndarray) -> bytes:
+    path = f"/v2/models/{name}/infer"
+    return http_request(path, json_body(row), {"Content-Type": "application/json"})
 
 
 def binary_request(name: str, row: np.ndarray) -> bytes:
-    raw = row.astype(np.float32).tobytes()
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "input__0",
-                    "datatype": "FP32",
-                    "shape": [1, row.size],
-                    "parameters": {"binary_data_size": len(raw)},
-                }
-            ],
-            "outputs": [{"name": "output__0", "parameters": {"binary_data": True}}],
-        }
-    ).encode()
-    return http_request(
-        f"/v2/models/{name}/infer",
-        header + raw,
-        {
-            "Content-Type": "application/octet-stream",
-            "Inference-Header-Content-Length": str(len(header)),
-        },
-    )
+    body, length = binary_body(row)
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(length),
+    }
+    return http_request(f"/v2/models/{name}/infer", body, headers)
+
+
+def codec_microseconds(row: np.ndarray, output: torch.Tensor) -> dict[str, float]:
+    """In-process cost of one request's wire work (decode the body, encode the response)."""
+    from torchship_runtime.codec import decode_request, encode_response
+
+    bodies = {"json": (json_body(row), None), "binary": binary_body(row)}
+    costs = {}
+    for mode, (body, length) in bodies.items():
+        started, n = time.perf_counter(), 0
+        while time.perf_counter() - started < 0.3:
+            request = decode_request(body, length)
+            encode_response("m", "", request, {"output__0": output})
+            n += 1
+        costs[mode] = 1e6 * (time.perf_counter() - started) / n
+    return costs
 
 
 def decode_output(body: bytes, binary: bool) -> np.ndarray:
@@ -279,6 +288,7 @@ class Cell:
     batch_size: int | None = None  # raw: the best batch size
     forward_busy: float | None = None  # share of wall time the forward thread was running
     server_cpu: float | None = None  # server process CPU seconds per wall second (of 2 cores)
+    codec_us: dict[str, float] | None = None  # raw: decode + encode of one request, in-process
 
 
 def raw_forward(module: torch.nn.Module, width: int, seconds: float) -> Cell:
@@ -340,7 +350,9 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> list[Cell
     cells = [raw]
     row = np.random.default_rng(0).standard_normal(width).astype(np.float32)
     with torch.inference_mode():
-        check = module(torch.from_numpy(row)[None]).numpy().ravel()
+        output = module(torch.from_numpy(row)[None])
+    check = output.numpy().ravel()
+    raw.codec_us = codec_microseconds(row, output)
     common = {
         "TORCHSHIP_TORCH_THREADS": str(args.threads),
         "TORCHSHIP_MAX_BATCH_SIZE": str(args.max_batch_size),
@@ -381,7 +393,9 @@ def table(cells: list[Cell]) -> str:
         if c.mode == "raw forward":
             lines.append(
                 f"{c.model:6} {'raw forward':19} {'':>4} {c.throughput:8.0f} {'':>7} {'':>7} "
-                f"{c.batch_size:5d} {'1':>10}   rows/s at the best batch size"
+                f"{c.batch_size:5d} {'1':>10}   rows/s at the best batch size; "
+                f"{1e6 / c.throughput:.0f} us/row; wire decode+encode per request: "
+                + ", ".join(f"{m} {us:.0f} us" for m, us in (c.codec_us or {}).items())
             )
             continue
         lines.append(
@@ -434,7 +448,8 @@ def main() -> None:
         for name in args.models.split(","):
             cells += bench_model(name, args, Path(tmp))
     print(
-        f"torchship runtime benchmark: {platform.machine()}, {os.cpu_count()} cores, "
+        f"torchship runtime benchmark: {platform.machine()}, "
+        f"{len(os.sched_getaffinity(0))} cores usable, "
         f"torch {torch.__version__}, {args.threads} torch threads, max batch "
         f"{args.max_batch_size}, max delay {args.max_delay_ms} ms, {args.seconds}s per cell"
     )
@@ -447,6 +462,7 @@ def main() -> None:
         json.dumps(
             {
                 "machine": {
+                    "cores_usable": len(os.sched_getaffinity(0)),
                     "cpu_count": os.cpu_count(),
                     "load_average_before": load_before,
                     "load_average_after": os.getloadavg(),

@@ -253,6 +253,27 @@ def measure_operator(tmp: Path, n: int, timeout: float, steady_seconds: float) -
         plane.stop()
 
 
+def plot(results: list[Result], path: Path) -> None:
+    """Time until all are Ready against N, the operator beside the direct-create floor."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install -e .[bench]): no plot", file=sys.stderr)
+        return
+    sizes = [r.n for r in results]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(sizes, [r.all_ready_seconds for r in results], marker="o", label="torchship operator")
+    ax.plot(sizes, [r.floor_seconds for r in results], marker="o", label="direct-create floor")
+    ax.set_xlabel("ModelServices created at once")
+    ax.set_ylabel("seconds until all Ready / Available")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500, 1000])
@@ -283,6 +304,7 @@ def main() -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+        plot(results, args.json.with_suffix(".png"))
     return 0
 
 

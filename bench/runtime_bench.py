@@ -408,7 +408,7 @@ def table(cells: list[Cell]) -> str:
 
 
 def targets(cells: list[Cell]) -> list[str]:
-    """The issue's targets, each with the measured figure and whether it was met."""
+    """The targets, each with the measured figure and whether it was met."""
     by = {(c.model, c.mode, c.concurrency): c for c in cells}
     lines = []
 

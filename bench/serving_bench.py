@@ -19,9 +19,11 @@ PNG.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -71,7 +73,10 @@ class Peer:
         log = workdir / f"{script}-{model}.log"
         command = [str(PEERS_PYTHON), str(ROOT / "bench" / "peers" / script)]
         command += ["--model", model, "--port", str(self.port)]
-        self.proc = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        # A session of its own: LitServe's workers are processes that outlive a killed parent.
+        self.proc = subprocess.Popen(
+            command, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + 120
         while True:
             if self.proc.poll() is not None:
@@ -87,12 +92,14 @@ class Peer:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
+        """The server and every process it started."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
 
 def measure(
@@ -174,12 +181,13 @@ def plot(cells: list[Cell], limits: dict[str, tuple[float, int]], path: Path) ->
     except ImportError:
         print("matplotlib not installed (pip install -e .[bench]): no plot", file=sys.stderr)
         return
+    colours = {s: f"C{i}" for i, s in enumerate(dict.fromkeys(c.server for c in cells))}
     fig, axes = plt.subplots(1, len(limits), figsize=(6 * len(limits), 4))
     for ax, model in zip(np.atleast_1d(axes), limits, strict=True):
         for server in dict.fromkeys(c.server for c in cells if c.model == model):
             row = [c for c in cells if c.model == model and c.server == server]
-            ax.plot([c.concurrency for c in row], [c.requests_per_s for c in row], marker="o")
-            ax.lines[-1].set_label(server)
+            x, y = [c.concurrency for c in row], [c.requests_per_s for c in row]
+            ax.plot(x, y, marker="o", color=colours[server], label=server)
         ax.axhline(limits[model][0], linestyle="--", color="grey", label="raw forward limit")
         ax.set_title(f"{model.upper()} model")
         ax.set_xlabel("concurrency")

@@ -42,6 +42,9 @@ class Result:
     writes_per_modelservice: float
     steady_writes_per_minute: float
     operator_peak_rss_mb: float
+    # Until all are Ready: CPU seconds per wall second (of all cores), where the time goes.
+    operator_cpu: float = 0.0
+    control_plane_cpu: float = 0.0
 
 
 def modelservice(name: str) -> dict:
@@ -112,25 +115,38 @@ async def create_all(api, namespace: str, bodies: list[dict], concurrency: int =
     await asyncio.gather(*(one(b) for b in bodies))
 
 
-def count_ready(plane: testenv.ControlPlane, namespace: str, kind: str) -> int:
-    out = plane.kubectl("get", kind, "-n", namespace, "-o", "json", timeout=300).stdout
-    items = json.loads(out)["items"]
-    ready = 0
-    for item in items:
-        conditions = item.get("status", {}).get("conditions", [])
-        wanted = "Ready" if kind == "modelservices" else "Available"
-        if any(c["type"] == wanted and c["status"] == "True" for c in conditions):
-            ready += 1
-    return ready
+# What "done" means for each kind: (group, version, plural, condition).
+WATCHED = {
+    "modelservices": ("torchship.dev", "v1alpha1", "modelservices", "Ready"),
+    "deployments": ("apps", "v1", "deployments", "Available"),
+}
 
 
-def wait_all(plane, namespace: str, kind: str, n: int, timeout: float) -> float:
+def wait_all(plane: testenv.ControlPlane, namespace: str, kind: str, n: int, timeout: float):
+    """Seconds until n objects of `kind` have their condition True, followed through a watch
+    (polling would LIST every object each second and load the API server being measured)."""
+    from kubernetes import client, config, watch
+
+    group, version, plural, condition = WATCHED[kind]
+    api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(plane.kubeconfig)))
     started = time.monotonic()
-    while count_ready(plane, namespace, kind) < n:
+    done: set[str] = set()
+    while True:
+        stream = watch.Watch().stream(
+            api.list_namespaced_custom_object, group, version, namespace, plural,
+            timeout_seconds=30,
+        )  # fmt: skip
+        for event in stream:
+            item = event["object"]
+            conditions = (item.get("status") or {}).get("conditions") or []
+            if any(c["type"] == condition and c["status"] == "True" for c in conditions):
+                done.add(item["metadata"]["name"])
+            else:
+                done.discard(item["metadata"]["name"])
+            if len(done) >= n:
+                return time.monotonic() - started
         if time.monotonic() - started > timeout:
-            raise TimeoutError(f"not all {n} {kind} ready within {timeout}s")
-        time.sleep(1)
-    return time.monotonic() - started
+            raise TimeoutError(f"only {len(done)} of {n} {kind} ready within {timeout}s")
 
 
 def operator_writes(plane: testenv.ControlPlane, since: float = 0.0) -> int:
@@ -156,6 +172,11 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def reconciles_total(metrics_port: int) -> float:
@@ -225,10 +246,14 @@ def measure_operator(tmp: Path, n: int, timeout: float, steady_seconds: float) -
         time.sleep(3)  # the operator's watches are established
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))
         bodies = [modelservice(f"m{i:04d}") for i in range(n)]
+        plane_pids = [p.pid for p in plane.procs.values()]
+        cpu_before = cpu_seconds(operator.pid), sum(map(cpu_seconds, plane_pids))
         started = time.monotonic()
         asyncio.run(create_all(api, "bench", bodies))
         wait_all(plane, "bench", "modelservices", n, timeout)
         elapsed = time.monotonic() - started
+        operator_cpu = (cpu_seconds(operator.pid) - cpu_before[0]) / elapsed
+        plane_cpu = (sum(map(cpu_seconds, plane_pids)) - cpu_before[1]) / elapsed
         reconciles = reconciles_total(metrics_port)
         time.sleep(5)  # let the audit batch flush and late status writes land
         writes = operator_writes(plane)
@@ -245,6 +270,8 @@ def measure_operator(tmp: Path, n: int, timeout: float, steady_seconds: float) -
             writes_per_modelservice=round(writes / n, 2),
             steady_writes_per_minute=round(steady * 60 / steady_seconds, 2),
             operator_peak_rss_mb=round(peak_rss_mb(operator.pid), 1),
+            operator_cpu=round(operator_cpu, 2),
+            control_plane_cpu=round(plane_cpu, 2),
         )
     finally:
         if operator is not None:
@@ -291,16 +318,21 @@ def main() -> int:
             print(json.dumps(asdict(result)), flush=True)
     header = (
         "| N | all Ready (s) | direct-create floor (s) | floor/operator speed | reconciles/s "
-        "| writes per ModelService | writes/min after convergence | operator peak RSS (MB) |"
+        "| writes per ModelService | writes/min after convergence | operator peak RSS (MB) "
+        "| operator CPU | control plane CPU |"
     )
-    print("\n" + header + "\n|" + "---|" * 8)
+    print("\n" + header + "\n|" + "---|" * 10)
     for r in results:
         print(
             f"| {r.n} | {r.all_ready_seconds} | {r.floor_seconds} | {r.ratio_to_floor} "
             f"| {r.reconciles_per_second} | {r.writes_per_modelservice} "
-            f"| {r.steady_writes_per_minute} | {r.operator_peak_rss_mb} |"
+            f"| {r.steady_writes_per_minute} | {r.operator_peak_rss_mb} "
+            f"| {r.operator_cpu} | {r.control_plane_cpu} |"
         )
-    print(f"\nmachine: {os.cpu_count()} cores; {sys.platform}")
+    print(
+        f"\nmachine: {len(os.sched_getaffinity(0))} cores usable; {sys.platform}; CPU columns: "
+        "CPU seconds per wall second until all were Ready"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))

@@ -71,27 +71,27 @@ def slim(body: kopf.Body) -> dict[str, Any]:
 
 
 @kopf.index(api.GROUP, api.VERSION, api.PLURAL)
-def modelservice_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
+async def modelservice_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
     return {(namespace, name): slim(body)}
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def deployment_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
+async def deployment_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
     return {(namespace, labels[render.LABEL_MS]): slim(body)}
 
 
 @kopf.index("v1", "services", labels=MANAGED)
-def service_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
+async def service_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
     return {(namespace, labels[render.LABEL_MS]): slim(body)}
 
 
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
-def hpa_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
+async def hpa_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
     return {(namespace, labels[render.LABEL_MS]): slim(body)}
 
 
 @kopf.index("v1", "pods", labels=CHILD)
-def pod_index(namespace: str, name: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
+async def pod_index(namespace: str, name: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
     # Only what status reasons need: a pod cache stays small at a thousand ModelServices.
     slim_status = {
         "conditions": [c for c in status.get("conditions", []) if c.get("type") == "PodScheduled"],
@@ -118,7 +118,7 @@ def remember(kwargs: Mapping[str, Any]) -> None:
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-def modelservice_changed(namespace: str, name: str, **kwargs: Any) -> None:
+async def modelservice_changed(namespace: str, name: str, **kwargs: Any) -> None:
     remember(kwargs)
     controller.queue.add((namespace, name))
 
@@ -127,7 +127,7 @@ def modelservice_changed(namespace: str, name: str, **kwargs: Any) -> None:
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
 @kopf.on.event("v1", "pods", labels=CHILD)
-def child_changed(namespace: str, labels: Mapping, **kwargs: Any) -> None:
+async def child_changed(namespace: str, labels: Mapping, **kwargs: Any) -> None:
     remember(kwargs)
     # A short delay folds the burst of events one rollout step causes into one pass.
     controller.queue.add((namespace, labels[render.LABEL_MS]), delay=0.2)
@@ -149,13 +149,18 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    settings.batching.worker_limit = 64
+    # kopf runs one worker per object with events; each lingers `idle_timeout` for more. A
+    # worker limit would make thousands of children wait in line behind lingering workers,
+    # so there is none, and idle workers leave soon (their handlers only enqueue a key).
+    settings.queueing.worker_limit = None
+    settings.queueing.idle_timeout = 1.0
     # A dead leader is replaced within `lifetime` seconds; each live peer writes a keep-alive
     # somewhat more often than that.
     settings.peering.lifetime = 30
     settings.peering.mandatory = config.leader_election
     start_http_server(config.metrics_port)
-    controller.kube = Kube(make_api_client())
+    # One connection and one thread for each worker's call in flight.
+    controller.kube = Kube(make_api_client(pool_size=config.workers), threads=config.workers)
     if config.leader_election:
         await controller.kube.ensure_peering(config.peering_name, config.namespaces)
     controller.workers = [

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes import client, config
@@ -189,17 +190,24 @@ def classify(desired: Mapping[str, Any], live: Mapping[str, Any]) -> Applied:
 
 
 class Kube:
-    """Async facade over the (synchronous) official client: calls run in worker threads."""
+    """Async facade over the (synchronous) official client: calls run in worker threads.
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    A pool of its own, as large as the client's connection pool: asyncio's default executor
+    has only a few threads on a small machine, and every reconcile worker would queue there.
+    """
+
+    def __init__(self, api_client: client.ApiClient, threads: int = 32) -> None:
         self.api_client = api_client
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
 
     async def _call(
         self, method: str, path: str, body: Any = None, content_type: str | None = None, **query
     ) -> dict[str, Any] | None:
         if method != "GET":
             WRITES.labels(resource_of(path)).inc()
-        return await asyncio.to_thread(self._call_sync, method, path, body, content_type, query)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, self._call_sync, method, path, body, content_type, query
+        )
 
     def _call_sync(
         self, method: str, path: str, body: Any, content_type: str | None, query: dict

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -202,12 +204,58 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Runtime:
-    """`python -m torchship_runtime` in a subprocess, configured by its environment."""
+class Server:
+    """A server under test in a subprocess of its own session, ready once `health` answers 200.
+
+    The session lets `stop` reach every process the server started (LitServe's workers, for
+    one, outlive a stopped parent).
+    """
+
+    def __init__(self, command: list[str], log: Path, health: str, env: dict | None = None):
+        """Runs `command --port <a free port>`."""
+        self.port = free_port()
+        self.log = log
+        self.proc = subprocess.Popen(
+            [*command, "--port", str(self.port)],
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{log.stem} exited:\n{log.read_text()[-2000:]}")
+            try:
+                url = f"http://127.0.0.1:{self.port}{health}"
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{log.stem} never became ready")
+            time.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        """The server and every process it started."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+class Runtime(Server):
+    """`python -m torchship_runtime`, configured by its environment."""
 
     def __init__(self, workdir: Path, model_path: Path, name: str, width: int, **env: str):
-        self.port = free_port()
-        self.log = workdir / f"{name}.log"
         inputs = [{"name": "input__0", "datatype": "FP32", "shape": [-1, width]}]
         environment = {
             **os.environ,
@@ -216,7 +264,6 @@ class Runtime:
             "TORCHSHIP_MODEL_NAME": name,
             "TORCHSHIP_MODEL_INPUTS": json.dumps(inputs),
             "TORCHSHIP_HOST": "127.0.0.1",
-            "TORCHSHIP_PORT": str(self.port),
             "TORCHSHIP_DEVICE": "cpu",
             "TORCHSHIP_DRAIN_SECONDS": "0",
             "TORCHSHIP_MODEL_CACHE_DIR": str(workdir / "cache"),
@@ -225,26 +272,8 @@ class Runtime:
         environment["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(ROOT / "runtime"), environment.get("PYTHONPATH")])
         )
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "torchship_runtime"],
-            env=environment,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the runtime exited:\n{self.log.read_text()}")
-            try:
-                url = f"http://127.0.0.1:{self.port}/v2/health/ready"
-                with urllib.request.urlopen(url, timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the runtime never became ready")
-            time.sleep(0.1)
+        command = [sys.executable, "-m", "torchship_runtime"]
+        super().__init__(command, workdir / f"{name}.log", "/v2/health/ready", environment)
 
     def metric(self, name: str) -> float:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
@@ -252,18 +281,6 @@ class Runtime:
                 if line.startswith(name + "{") or line.startswith(name + " "):
                     return float(line.rsplit(" ", 1)[1])
         return 0.0
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # -- the measurements -----------------------------------------------------------------------

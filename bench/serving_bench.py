@@ -19,17 +19,12 @@ PNG.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -43,10 +38,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 import models  # noqa: E402
 from runtime_bench import (  # noqa: E402
     Runtime,
+    Server,
     binary_request,
     decode_output,
     drive,
-    free_port,
     json_request,
     raw_forward,
 )
@@ -65,41 +60,12 @@ class Cell:
     errors: int
 
 
-class Peer:
-    """A peer server (bench/peers/<script>) in a subprocess of the peers' environment."""
+class Peer(Server):
+    """A peer server (bench/peers/<script>) in the peers' environment."""
 
     def __init__(self, workdir: Path, script: str, model: str, health: str) -> None:
-        self.port = free_port()
-        log = workdir / f"{script}-{model}.log"
-        command = [str(PEERS_PYTHON), str(ROOT / "bench" / "peers" / script)]
-        command += ["--model", model, "--port", str(self.port)]
-        # A session of its own: LitServe's workers are processes that outlive a killed parent.
-        self.proc = subprocess.Popen(
-            command, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{script} exited:\n{log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{health}") as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{script} never became ready")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        """The server and every process it started."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(15)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        command = [str(PEERS_PYTHON), str(ROOT / "bench" / "peers" / script), "--model", model]
+        super().__init__(command, workdir / f"{script}-{model}.log", health)
 
 
 def measure(

@@ -2,10 +2,11 @@
 `max_delay` after the *first* queued request arrived; one forward pass runs in the forward thread
 (off the event loop) and its outputs are split back, request by request.
 
-A lone request is never held back for nothing: the batcher waits for more only while other
-requests are already on their way in (accepted by the server, not queued yet; `arriving`). Under
-load, the requests that arrive while a forward pass runs form the next batch by themselves, so
-the delay is rarely waited out at all.
+A lone request is never held back for nothing: on an idle model with nothing else on its way
+in, it runs at once, without a hop through the batching task; otherwise the batcher waits for
+more only while other requests are already on their way in (accepted by the server, not queued
+yet; `arriving`). One forward pass runs at a time: under load, the requests that arrive while
+one runs form the next batch by themselves, so the delay is rarely waited out at all.
 
 Requests batch together only when their inputs match in dtype and trailing shape. A batch that
 fails is retried request by request, so one poisoned request fails alone, with the model's error.
@@ -77,6 +78,10 @@ class Batcher:
         self.queue: deque[Pending] = deque()
         self.wakeup = asyncio.Event()
         self.forward_passes = 0
+        self.running = 0  # forward passes in flight
+        self.forming = False  # the loop holds a batch it has not run yet
+        self.idle = asyncio.Event()  # set while none is
+        self.idle.set()
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -90,21 +95,37 @@ class Batcher:
     async def submit(self, inputs: Batch) -> Batch:
         """Queue one request's inputs (leading dim = its rows); its outputs when its batch ran."""
         rows = next(iter(inputs.values())).shape[0]
-        if rows >= self.max_batch_size:
-            # A full batch (or more) by itself: run it without queueing.
+        if (not self.busy and not self.arriving()) or rows >= self.max_batch_size:
+            # Nothing to batch with, or a full batch by itself: run it without queueing.
             return await self._forward_alone(inputs)
         future = asyncio.get_running_loop().create_future()
         self.queue.append(Pending(inputs, rows, batch_key(inputs), time.monotonic(), future))
         self.wakeup.set()
         return await future
 
+    @property
+    def busy(self) -> bool:
+        """Requests queued, a batch forming or a forward pass running: a request joins in."""
+        return bool(self.queue) or self.forming or self.running > 0
+
     async def _forward_alone(self, inputs: Batch) -> Batch:
         self.forward_passes += 1
         self.observe(next(iter(inputs.values())).shape[0], len(self.queue))
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, self.run, inputs)
+            return await self._forward(inputs)
         except Exception as error:
             raise as_error(error) from None
+
+    async def _forward(self, inputs: Batch) -> Batch:
+        """One forward pass in the executor, counted in `running`."""
+        self.running += 1
+        self.idle.clear()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, self.run, inputs)
+        finally:
+            self.running -= 1
+            if not self.running:
+                self.idle.set()
 
     def _take(self, key: tuple, room: int) -> list[Pending]:
         """Queued requests with this key, oldest first, up to `room` rows; others stay queued."""
@@ -128,10 +149,12 @@ class Batcher:
             while not self.queue:
                 self.wakeup.clear()
                 await self.wakeup.wait()
+            await self.idle.wait()  # what arrives meanwhile joins this batch
             first = self.queue[0]
             batch = self._take(first.key, self.max_batch_size)
             if not batch:
                 continue
+            self.forming = True
             rows = sum(p.rows for p in batch)
             deadline = first.arrived + self.max_delay
             # Wait for more only while more is on its way, and never past the deadline.
@@ -145,18 +168,18 @@ class Batcher:
                 more = self._take(first.key, self.max_batch_size - rows)
                 batch += more
                 rows += sum(p.rows for p in more)
+            self.forming = False
             await self._execute(batch, rows)
 
     async def _execute(self, batch: list[Pending], rows: int) -> None:
         self.observe(rows, len(self.queue))
-        loop = asyncio.get_running_loop()
         if len(batch) == 1:
             merged = batch[0].inputs
         else:
             merged = {n: torch.cat([p.inputs[n] for p in batch]) for n in batch[0].inputs}
         self.forward_passes += 1
         try:
-            outputs = await loop.run_in_executor(self.executor, self.run, merged)
+            outputs = await self._forward(merged)
         except Exception as error:
             if len(batch) == 1:
                 fail(batch[0], as_error(error))
@@ -165,7 +188,7 @@ class Batcher:
             for item in batch:
                 try:
                     self.forward_passes += 1
-                    result = await loop.run_in_executor(self.executor, self.run, item.inputs)
+                    result = await self._forward(item.inputs)
                 except Exception as alone:
                     fail(item, as_error(alone))
                 else:

@@ -26,7 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "hack"))
+sys.path.insert(0, str(ROOT / "bench"))
 import testenv  # noqa: E402 (hack/ is not a package)
+from procstat import cpu_seconds, pyplot  # noqa: E402
 
 OPERATOR_USER = "torchship-operator"
 CRD = ROOT / "crds" / "torchship.dev_modelservices.yaml"
@@ -133,9 +135,8 @@ def wait_all(plane: testenv.ControlPlane, namespace: str, kind: str, n: int, tim
     done: set[str] = set()
     while True:
         stream = watch.Watch().stream(
-            api.list_namespaced_custom_object, group, version, namespace, plural,
-            timeout_seconds=30,
-        )  # fmt: skip
+            api.list_namespaced_custom_object, group, version, namespace, plural, timeout_seconds=30
+        )
         for event in stream:
             item = event["object"]
             conditions = (item.get("status") or {}).get("conditions") or []
@@ -172,11 +173,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def reconciles_total(metrics_port: int) -> float:
@@ -282,13 +278,8 @@ def measure_operator(tmp: Path, n: int, timeout: float, steady_seconds: float) -
 
 def plot(results: list[Result], path: Path) -> None:
     """Time until all are Ready against N, the operator beside the direct-create floor."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed (pip install -e .[bench]): no plot", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     sizes = [r.n for r in results]
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -6,7 +6,8 @@ One run on one machine, printed as one table: for SMALL (MLP 64->128->10) and HE
 1024->4096->4096->1024), the raw in-process forward throughput at the best batch size, then the
 runtime (one server process, torch with --threads threads, batching on) at concurrency 1, 16 and
 64 with JSON bodies, HEAVY also with the binary tensor data extension, and SMALL at concurrency 1
-with batching off (the latency that batching must not add). The load generator is a raw asyncio
+with batching off (the latency that batching must not add; the two servers take turns, three
+rounds each, so that the machine's drift falls on both). The load generator is a raw asyncio
 HTTP/1.1 client on keep-alive connections (uvloop, pre-encoded bodies, no JSON decoding of
 responses except one checked per cell), on the same host as the server. Results go to --json as
 well.
@@ -37,6 +38,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models
+from procstat import cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -238,8 +240,7 @@ class Server:
             time.sleep(0.1)
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         """The server and every process it started."""
@@ -377,27 +378,44 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> list[Cell
     }
     concurrencies = (1, 64) if args.quick else (1, 16, 64)
     runtime = Runtime(workdir, path, name, width, **common)
+    unbatched = None
     try:
-        for c in concurrencies:
-            cells.append(
-                served(runtime, name, "json", json_request(name, row), c, args.seconds, check)
-            )
+        request = json_request(name, row)
+        if name == "small":
+            # Batching on against off at concurrency 1, the two servers taking turns.
+            unbatched = Runtime(workdir, path, name, width, **common, TORCHSHIP_BATCHING="false")
+            runs = {"json": runtime, "json, batching off": unbatched}
+            cells += taking_turns(runs, name, request, args.seconds, check)
+        else:
+            cells.append(served(runtime, name, "json", request, 1, args.seconds, check))
+        for c in concurrencies[1:]:
+            cells.append(served(runtime, name, "json", request, c, args.seconds, check))
         if name == "heavy":
             for c in concurrencies[1:]:
                 request = binary_request(name, row)
                 cells.append(served(runtime, name, "binary", request, c, args.seconds, check))
     finally:
         runtime.stop()
-    if name == "small":
-        runtime = Runtime(workdir, path, name, width, **common, TORCHSHIP_BATCHING="false")
-        try:
-            request = json_request(name, row)
-            cells.append(
-                served(runtime, name, "json, batching off", request, 1, args.seconds, check)
-            )
-        finally:
-            runtime.stop()
+        if unbatched is not None:
+            unbatched.stop()
     return cells
+
+
+def taking_turns(
+    runtimes: dict[str, Runtime],
+    model: str,
+    raw: bytes,
+    seconds: float,
+    check: np.ndarray,
+    rounds: int = 3,
+) -> list[Cell]:
+    """Concurrency 1 on each runtime in turn, `rounds` times, so that the machine's drift falls
+    on all alike; of each runtime's rounds, the one with the median p50 stands for it."""
+    runs: dict[str, list[Cell]] = {mode: [] for mode in runtimes}
+    for _ in range(rounds):
+        for mode, runtime in runtimes.items():
+            runs[mode].append(served(runtime, model, mode, raw, 1, seconds / rounds, check))
+    return [sorted(cells, key=lambda c: c.p50_ms)[rounds // 2] for cells in runs.values()]
 
 
 def table(cells: list[Cell]) -> str:

@@ -36,6 +36,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 import models  # noqa: E402
+from procstat import pyplot  # noqa: E402
 from runtime_bench import (  # noqa: E402
     Runtime,
     Server,
@@ -139,13 +140,8 @@ def report(cells: list[Cell], limits: dict[str, tuple[float, int]]) -> str:
 
 
 def plot(cells: list[Cell], limits: dict[str, tuple[float, int]], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed (pip install -e .[bench]): no plot", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     colours = {s: f"C{i}" for i, s in enumerate(dict.fromkeys(c.server for c in cells))}
     fig, axes = plt.subplots(1, len(limits), figsize=(6 * len(limits), 4))

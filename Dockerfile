@@ -7,10 +7,12 @@
 #     --build-arg RUNTIME_BASE=nvidia/cuda:12.6.3-base-ubuntu24.04 \
 #     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 .
 #
-# Each image gets a virtual environment, /opt/torchship, built in a builder stage on the same
-# base and copied over alone: the final images carry no pip, setuptools or compiler. The
-# dependencies are installed from pyproject.toml before any source is copied, so a source
-# change rebuilds only the last layer.
+# Each image gets a virtual environment of its dependencies, /opt/torchship, built in a builder
+# stage on the same base from pyproject.toml alone and copied over without pip: the final images
+# carry no pip, setuptools or compiler. The project's own package is copied last, as plain
+# source on PYTHONPATH, so a source change rebuilds only that last, small layer.
+#
+# Without a daemon, and on a base made from Debian's packages: hack/build-images.sh.
 
 # The operator's base, and the builder's for the requirements.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -33,22 +35,21 @@ FROM ${PYTHON_IMAGE} AS operator-build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/torchship
 COPY --from=requirements /requirements/operator.txt /tmp/requirements.txt
-RUN /opt/torchship/bin/pip install -r /tmp/requirements.txt
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY operator ./operator
-COPY runtime ./runtime
-RUN /opt/torchship/bin/pip install --no-deps . \
+RUN /opt/torchship/bin/pip install -r /tmp/requirements.txt \
  && /opt/torchship/bin/pip uninstall --yes pip
 
 FROM ${PYTHON_IMAGE} AS operator
 LABEL org.opencontainers.image.title="torchship operator" \
       org.opencontainers.image.source="https://github.com/torchship/torchship" \
       org.opencontainers.image.licenses="Apache-2.0"
-# The base's own installers go too: nothing in the image builds or installs packages.
-RUN python -m pip uninstall --yes --no-cache-dir pip setuptools wheel
+# The base's own installers go too (where it has any): nothing in the image installs packages.
+RUN if python -m pip --version >/dev/null 2>&1; then \
+      python -m pip uninstall --yes --no-cache-dir pip setuptools wheel; \
+    fi
 COPY --from=operator-build /opt/torchship /opt/torchship
+COPY operator/torchship_operator /opt/torchship/app/torchship_operator
 ENV PATH=/opt/torchship/bin:$PATH \
+    PYTHONPATH=/opt/torchship/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp
@@ -59,7 +60,8 @@ ENTRYPOINT ["python", "-m", "torchship_operator"]
 
 # -- runtime -------------------------------------------------------------------------------------
 FROM ${RUNTIME_BASE} AS runtime-build
-# torch's own index: CPU wheels by default (no CUDA libraries), or e.g. .../whl/cu126.
+# torch's own index: CPU wheels by default (no CUDA libraries), or e.g. .../whl/cu126; empty:
+# pip's configured index, like every other requirement.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # A CUDA base has no Python: take the distribution's (the Python image's is used as it is).
@@ -71,13 +73,8 @@ RUN if ! command -v python3 >/dev/null; then \
  && python3 -m venv /opt/torchship
 COPY --from=requirements /requirements/runtime.txt /tmp/requirements.txt
 # torch first, from its index; then the rest (torch already satisfied) from the registry.
-RUN /opt/torchship/bin/pip install --index-url "${TORCH_INDEX_URL}" "$(grep -E '^torch([<>=!~ ]|$)' /tmp/requirements.txt)" \
- && /opt/torchship/bin/pip install -r /tmp/requirements.txt
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY operator ./operator
-COPY runtime ./runtime
-RUN /opt/torchship/bin/pip install --no-deps . \
+RUN /opt/torchship/bin/pip install ${TORCH_INDEX_URL:+--index-url "${TORCH_INDEX_URL}"} "$(grep -E '^torch([<>=!~ ]|$)' /tmp/requirements.txt)" \
+ && /opt/torchship/bin/pip install -r /tmp/requirements.txt \
  && /opt/torchship/bin/pip uninstall --yes pip
 
 FROM ${RUNTIME_BASE} AS runtime
@@ -96,8 +93,10 @@ RUN if ! command -v python3 >/dev/null; then \
  && mkdir -p /var/cache/torchship \
  && chown 1000:1000 /var/cache/torchship
 COPY --from=runtime-build /opt/torchship /opt/torchship
+COPY runtime/torchship_runtime /opt/torchship/app/torchship_runtime
 # The runtime writes only to its model cache and /tmp (both volumes under Kubernetes).
 ENV PATH=/opt/torchship/bin:$PATH \
+    PYTHONPATH=/opt/torchship/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \

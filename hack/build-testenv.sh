@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries from Go modules (through the Go module proxy) and
 # caches them outside the repository, keyed by version: only the first run on a machine pays.
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (k8s.io/kubernetes)
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet  (k8s.io/kubernetes)
 #   etcd (go.etcd.io/etcd/server/v3), kwok, helm
+#   the local node's CNI plugins (bridge, host-local, loopback, portmap) and its pause program
 # Prints the bin directory on its last line.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ K8S_VERSION=${K8S_VERSION:-v1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 HELM_VERSION=${HELM_VERSION:-v3.21.4}
+CNI_VERSION=${CNI_VERSION:-v1.9.1}
 CACHE=${TORCHSHIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/torchship}
 BIN="$CACHE/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
@@ -50,6 +52,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
   (cd "$work" && go mod tidy >&2)
@@ -58,7 +61,7 @@ GO
     ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
     have "$cmd" && continue
     log "building $cmd $K8S_VERSION (first run on this machine: many minutes)"
     (cd "$work" && go build -trimpath -ldflags "$ldflags" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
@@ -113,11 +116,58 @@ kwok_stages() {
   mv "$BIN/kwok-stages.yaml.tmp" "$BIN/kwok-stages.yaml"
 }
 
+build_cni() {
+  local plugins=github.com/containernetworking/plugins/plugins
+  log "building the CNI plugins $CNI_VERSION"
+  mkdir -p "$BIN/cni-$CNI_VERSION"
+  GOBIN="$BIN/cni-$CNI_VERSION" go install -trimpath -ldflags "-s -w" \
+    "$plugins/main/bridge@$CNI_VERSION" "$plugins/main/loopback@$CNI_VERSION" \
+    "$plugins/ipam/host-local@$CNI_VERSION" "$plugins/meta/portmap@$CNI_VERSION"
+}
+
+build_pause() {
+  # The pod sandbox's process: holds the pod's namespaces, reaps orphans, exits on a signal.
+  # A static program of our own, since the sandbox image cannot be pulled here.
+  local work="$CACHE/src/pause"
+  mkdir -p "$work"
+  printf 'module torchship.dev/testenv/pause\n\ngo 1.24\n' >"$work/go.mod"
+  cat >"$work/main.go" <<'GO'
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	signals := make(chan os.Signal, 8)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+	for sig := range signals {
+		if sig != syscall.SIGCHLD {
+			os.Exit(0)
+		}
+		for {
+			pid, err := syscall.Wait4(-1, nil, syscall.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+GO
+  log "building pause"
+  (cd "$work" && go build -trimpath -ldflags "-s -w" -o "$BIN/pause.tmp" .)
+  mv "$BIN/pause.tmp" "$BIN/pause"
+}
+
 have etcd || build_etcd
 have kwok || go_install kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 have helm || go_install helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 [ -f "$BIN/kwok-stages.yaml" ] || kwok_stages
-for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+have pause || build_pause
+have "cni-$CNI_VERSION/bridge" || build_cni
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
   have "$cmd" || { build_kubernetes; break; }
 done
 echo "$BIN"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs, from the project's own files: a virtual environment with the
-# operator, the runtime and the test tools, and the control plane's binaries (cached by version).
-# Idempotent: a second run only checks.
+# operator, the runtime and the test tools; the control plane's binaries (cached by version); and,
+# where the machine can run the real node (root, cgroups), Debian's container packages and the
+# images built from the Dockerfile (cached by content). Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +22,9 @@ if [ ! -f "$stamp" ]; then
 fi
 
 hack/build-testenv.sh >/dev/null
+hack/install-node-packages.sh
+if reason=$("$PYTHON" -c 'import sys; sys.path.insert(0, "hack"); import localnode; print(localnode.unavailable_reason() or "")') && [ -z "$reason" ]; then
+  hack/build-images.sh >/dev/null
+else
+  echo "setup: no real node here (${reason:-unknown}); its tests will skip" >&2
+fi

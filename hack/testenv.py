@@ -4,11 +4,16 @@
 etcd, kube-apiserver (admission on, PodSecurity included, RBAC, an audit log of writes),
 kube-controller-manager (Deployments, garbage collection, HPA, namespaces), kube-scheduler and
 kwok, which runs fake Nodes (GPU nodes advertising ``nvidia.com/gpu``) and marks the Pods bound
-to them Running and Ready without a kubelet. Nodes and pods get loopback addresses; nothing here
-ever sends traffic to them.
+to them Running and Ready without a kubelet. Fake pods get loopback addresses; nothing here ever
+sends traffic to them.
 
-    python hack/testenv.py up   [--dir DIR]   # start in the background, print the kubeconfig path
-    python hack/testenv.py down [--dir DIR]   # stop what `up` started
+With ``real_node``, a real node joins them (hack/localnode.py): the kubelet, containerd and runc
+in a network namespace of their own, running the images built from the Dockerfile
+(hack/build-images.sh), so pods really start, probe, serve and drain. It takes the place of
+kwok's CPU node: CPU pods run for real, GPU pods stay on kwok's GPU nodes for placement.
+
+    python hack/testenv.py up   [--dir DIR] [--no-real-node]   # start in the background
+    python hack/testenv.py down [--dir DIR]                    # stop what `up` started
 
 Only the standard library is used, so the script runs before any virtual environment exists.
 The binaries come from hack/build-testenv.sh (built once per machine, cached by version).
@@ -32,9 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HACK = Path(__file__).resolve().parent
+sys.path.insert(0, str(HACK))
+import localnode  # noqa: E402 (a sibling script, importable once hack/ is on the path)
+
 DEFAULT_DIR = HACK.parent / ".testenv"
 SERVICE_CIDR = "10.96.0.0/16"  # allocation only: no test ever connects to a ClusterIP
-POD_CIDR = "127.10.0.0/16"  # kwok hands pods loopback addresses
+POD_CIDR = "127.10.0.0/16"  # kwok hands its pods loopback addresses
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 
 
@@ -75,6 +83,19 @@ def build_binaries() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+def build_images() -> list[Path]:
+    """Build (or reuse) the operator and runtime images; their OCI archives."""
+    out = subprocess.run(
+        [str(HACK / "build-images.sh")], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return [Path(line) for line in out.stdout.split()]
+
+
+def real_node_unavailable() -> str | None:
+    """Why this machine cannot run the real node (no root, no cgroups, ...), or None."""
+    return localnode.unavailable_reason()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -85,16 +106,19 @@ def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_pki(pki: Path) -> None:
-    """One CA; the apiserver's serving cert; an admin client cert; the service-account key."""
+def make_pki(pki: Path, extra_ips: tuple[str, ...] = ()) -> None:
+    """One CA; the apiserver's serving cert; an admin client cert; the apiserver's client cert
+    for kubelets; the service-account key. `extra_ips`: more addresses the apiserver answers on
+    (the real node's, where its relay forwards to the apiserver)."""
     pki.mkdir(parents=True, exist_ok=True)
     openssl("genrsa", "-out", "ca.key", "2048", cwd=pki)
     openssl(
         "req", "-x509", "-new", "-key", "ca.key", "-days", "3650",
         "-subj", "/CN=torchship-testenv-ca", "-out", "ca.crt", cwd=pki,
     )  # fmt: skip
+    ips = "".join(f"IP:{ip}," for ip in extra_ips)
     (pki / "san.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
+        f"subjectAltName=IP:127.0.0.1,IP:10.96.0.1,{ips}DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
         "extendedKeyUsage=serverAuth\n"
     )
@@ -102,7 +126,10 @@ def make_pki(pki: Path) -> None:
     for name, subject, ext in (
         ("apiserver", "/CN=kube-apiserver", "san.ext"),
         ("admin", "/O=system:masters/CN=admin", "client.ext"),
-    ):
+        # The apiserver's identity towards kubelets (logs, exec, port-forward).
+        ("apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client",
+         "client.ext"),
+    ):  # fmt: skip
         openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
         openssl(
             "req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki
@@ -191,8 +218,12 @@ class ControlPlane:
 
     workdir: Path
     bin_dir: Path
+    real_node: bool = False
+    images: list[Path] = field(default_factory=list)
+    """OCI archives imported into the real node."""
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    node: localnode.LocalNode | None = None
 
     @property
     def pki(self) -> Path:
@@ -223,13 +254,22 @@ class ControlPlane:
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         (self.workdir / "logs").mkdir(parents=True)
-        make_pki(self.pki)
-        (self.workdir / "audit-policy.yaml").write_text(AUDIT_POLICY)
         self.ports = {
             name: free_port()
             for name in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")
         }
+        slot = localnode.claim_slot(self.workdir) if self.real_node else None
+        make_pki(self.pki, extra_ips=(slot.node_ip,) if slot else ())
+        (self.workdir / "audit-policy.yaml").write_text(AUDIT_POLICY)
         self.kubeconfig.write_text(kubeconfig_text(self.server, self.pki))
+        if slot:
+            self.node = localnode.LocalNode(
+                workdir=self.workdir,
+                bin_dir=self.bin_dir,
+                cni_dir=localnode.cni_dir(self.bin_dir),
+                apiserver_port=self.ports["apiserver"],
+                slot=slot,
+            )
         try:
             self._spawn("etcd", self._etcd_args(), detach)
             self._wait_http(f"http://127.0.0.1:{self.ports['etcd']}/health", "etcd", timeout)
@@ -239,22 +279,37 @@ class ControlPlane:
             self._spawn("kube-scheduler", self._scheduler_args(), detach)
             self._spawn("kwok", self._kwok_args(), detach)
             self._create_nodes()
+            if self.node:
+                self._start_node(detach, timeout)
             self._wait_nodes_ready(timeout)
             self._wait_default_service_account(timeout)
         except BaseException:
             self.stop()
             raise
-        (self.workdir / "state.json").write_text(
-            json.dumps({"ports": self.ports, "pids": {n: p.pid for n, p in self.procs.items()}})
-        )
+        state = {"ports": self.ports, "pids": {n: p.pid for n, p in self.procs.items()}}
+        if self.node:
+            state["node"] = self.node.state()
+        (self.workdir / "state.json").write_text(json.dumps(state))
 
     @classmethod
     def attach(cls, workdir: Path, bin_dir: Path) -> ControlPlane:
         """A handle on a control plane that `up` started earlier (no process control)."""
         state = json.loads((workdir / "state.json").read_text())
-        return cls(workdir=workdir, bin_dir=bin_dir, ports=state["ports"])
+        plane = cls(workdir=workdir, bin_dir=bin_dir, ports=state["ports"])
+        if "node" in state:
+            plane.real_node = True
+            plane.node = localnode.LocalNode(
+                workdir=workdir,
+                bin_dir=bin_dir,
+                cni_dir=localnode.cni_dir(bin_dir),
+                apiserver_port=state["ports"]["apiserver"],
+                slot=localnode.Slot(state["node"]["slot"]),
+            )
+        return plane
 
     def stop(self) -> None:
+        if self.node is not None:
+            self.node.stop()
         # Reverse order: kwok and controllers first, etcd last.
         for name, proc in reversed(list(self.procs.items())):
             if proc.poll() is None:
@@ -299,6 +354,69 @@ class ControlPlane:
         if check and proc.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}{proc.stdout}")
         return proc
+
+    def model_volume(self, namespace: str, claim: str, files: dict[str, Path]) -> None:
+        """A PersistentVolume holding `files` (name in the volume -> file here) and its claim,
+        bound to each other: what a `pvc://claim/name` model source reads on the real node."""
+        root = self.workdir / "volumes" / f"{namespace}-{claim}"
+        root.mkdir(parents=True, exist_ok=True)
+        for name, source in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, root / name)
+            (root / name).chmod(0o644)
+        pv_name = f"{namespace}-{claim}"[:253]
+        objects = [
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv_name},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadOnlyMany"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "",
+                    "hostPath": {"path": str(root), "type": "Directory"},
+                    "claimRef": {"namespace": namespace, "name": claim},
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim, "namespace": namespace},
+                "spec": {
+                    "accessModes": ["ReadOnlyMany"],
+                    "storageClassName": "",
+                    "volumeName": pv_name,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        ]
+        self.kubectl(
+            "apply", "--server-side", "-f", "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
+        )  # fmt: skip
+
+    @contextlib.contextmanager
+    def port_forward(self, namespace: str, target: str, port: int, timeout: float = 60):
+        """`kubectl port-forward` of `target` (svc/NAME, pod/NAME) to a free loopback port;
+        yields that port. The stream goes apiserver -> kubelet -> the pod."""
+        proc = subprocess.Popen(
+            [str(self.bin_dir / "kubectl"), "port-forward", "--address", "127.0.0.1",
+             "-n", namespace, target, f":{port}"],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + timeout
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            while "Forwarding from 127.0.0.1:" not in line:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"port-forward {target} failed: {proc.stderr.read()}")
+                line = proc.stdout.readline()
+            yield int(line.split("127.0.0.1:")[1].split()[0])
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
     def kubeconfig_for(self, user: str, groups: tuple[str, ...] = ()) -> Path:
         """A kubeconfig for another identity (its own client certificate), e.g. to tell the
@@ -406,6 +524,9 @@ class ControlPlane:
             "--audit-log-mode=batch",
             "--audit-log-batch-max-wait=1s",
             "--endpoint-reconciler-type=none",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
             "--profiling=false",
             "--v=1",
         ]
@@ -460,7 +581,8 @@ class ControlPlane:
         ]
 
     def _create_nodes(self) -> None:
-        items = [node_manifest(n) for n in FAKE_NODES]
+        # The real node takes the place of kwok's CPU node.
+        items = [node_manifest(n) for n in FAKE_NODES if not (self.node and not n.gpus)]
         self.kubectl(
             "apply",
             "--server-side",
@@ -468,6 +590,12 @@ class ControlPlane:
             "-",
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
         )
+
+    def _start_node(self, detach: bool, timeout: float) -> None:
+        assert self.node is not None
+        issue_client_cert(self.pki, "kubelet", f"system:node:{self.node.name}", ("system:nodes",))
+        self.node.start(self.images, detach=detach, timeout=timeout)
+        self.procs |= self.node.procs
 
     def _wait_nodes_ready(self, timeout: float) -> None:
         self.kubectl(
@@ -495,7 +623,8 @@ def stop_detached(workdir: Path) -> bool:
     state_file = workdir / "state.json"
     if not state_file.exists():
         return False
-    pids = json.loads(state_file.read_text())["pids"]
+    state = json.loads(state_file.read_text())
+    pids = state["pids"]
     for pid in reversed(list(pids.values())):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -510,6 +639,8 @@ def stop_detached(workdir: Path) -> bool:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+    if "node" in state:
+        localnode.teardown(localnode.Slot(state["node"]["slot"]), workdir / "node")
     state_file.unlink()
     return True
 
@@ -518,6 +649,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state directory")
+    parser.add_argument(
+        "--no-real-node", action="store_true", help="kwok's nodes only (no kubelet, no images)"
+    )
     args = parser.parse_args(argv)
     workdir = args.dir.resolve()
     if args.command == "down":
@@ -525,7 +659,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stop_detached(workdir)
     started = time.monotonic()
-    plane = ControlPlane(workdir=workdir, bin_dir=build_binaries())
+    real_node = not args.no_real_node
+    if real_node and (reason := real_node_unavailable()):
+        print(f"no real node: {reason}", file=sys.stderr)
+        real_node = False
+    plane = ControlPlane(
+        workdir=workdir,
+        bin_dir=build_binaries(),
+        real_node=real_node,
+        images=build_images() if real_node else [],
+    )
     plane.start(detach=True)
     print(f"control plane up in {time.monotonic() - started:.1f}s", file=sys.stderr)
     print(f"export KUBECONFIG={plane.kubeconfig} PATH={plane.bin_dir}:$PATH")

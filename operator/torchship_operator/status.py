@@ -78,7 +78,14 @@ def pod_failure(pods: Iterable[Mapping[str, Any]]) -> Failure | None:
         for container in status.get("containerStatuses", []):
             waiting = container.get("state", {}).get("waiting") or {}
             if waiting.get("reason") in FAILING_WAIT_REASONS:
-                message = waiting.get("message", "") or f"container {container['name']}"
+                # A crashing container's own last words (its termination message) say why;
+                # the back-off text names the pod and changes with every restart.
+                last = (container.get("lastState") or {}).get("terminated") or {}
+                message = (
+                    last.get("message", "").strip()
+                    or waiting.get("message", "")
+                    or f"container {container['name']}"
+                )
                 return Failure(waiting["reason"], message)
     return None
 

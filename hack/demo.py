@@ -1,22 +1,27 @@
 #!/usr/bin/env python3
 """The main job on the embedded default, end to end:
 
-1. a local control plane with fake GPU nodes (hack/testenv.py),
+1. a local control plane with kwok's fake GPU nodes and one real node (hack/testenv.py), the
+   operator and runtime images built from the Dockerfile and imported into that node,
 2. the ModelService CRD installed and the operator running,
-3. a sample ModelService applied and becoming Ready, its pods on an H100 node,
-4. the runtime serving that same sample model locally, configured exactly as the operator
-   configured the pods, and one real inference request answered.
+3. a model file on a PersistentVolume, and a sample ModelService that serves it from its
+   claim: its pod runs the runtime image on the real node and becomes Ready through its probes;
+   a GPU sample placed on kwok's H100 nodes beside it,
+4. one Open Inference Protocol request answered by that pod, through
+   `kubectl port-forward svc/sample`.
+
+Each phase prints how long it took.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 HACK = Path(__file__).resolve().parent
@@ -32,21 +37,43 @@ metadata:
   namespace: demo
 spec:
   model:
-    uri: file://{model}
+    uri: pvc://models/mlp/v1/model.pt
     format: torchscript
     version: "v1"
-    inputs: [{{name: input__0, datatype: FP32, shape: [-1, 64]}}]
+    inputs: [{name: input__0, datatype: FP32, shape: [-1, 64]}]
   runtime:
-    batching: {{maxBatchSize: 32, maxDelayMs: 5}}
+    batching: {maxBatchSize: 32, maxDelayMs: 5}
+  replicas: 1
+"""
+
+GPU_SAMPLE = """\
+apiVersion: torchship.dev/v1alpha1
+kind: ModelService
+metadata:
+  name: sample-h100
+  namespace: demo
+spec:
+  model:
+    uri: pvc://models/mlp/v1/model.pt
+    format: torchscript
+    version: "v1"
   gpu:
     count: 1
     product: NVIDIA-H100-80GB-HBM3
   replicas: 2
 """
 
+timings: list[tuple[str, float]] = []
 
-def step(text: str) -> None:
+
+@contextmanager
+def phase(text: str):
     print(f"\n==> {text}", flush=True)
+    started = time.monotonic()
+    yield
+    took = time.monotonic() - started
+    timings.append((text, took))
+    print(f"    ({took:.1f} s)", flush=True)
 
 
 def save_sample_model(path: Path) -> None:
@@ -59,115 +86,97 @@ def save_sample_model(path: Path) -> None:
     torch.jit.script(model).save(str(path))
 
 
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer")
-
-
 def main() -> int:
+    if reason := testenv.real_node_unavailable():
+        print(f"The demo serves from a pod on a real local node, and this machine cannot run one: "
+              f"{reason}.", file=sys.stderr)  # fmt: skip
+        return 1
     with tempfile.TemporaryDirectory(prefix="torchship-demo-") as tmp_dir:
         tmp = Path(tmp_dir)
-        step("starting the local control plane (etcd, kube-apiserver, controllers, kwok)")
-        plane = testenv.ControlPlane(workdir=tmp / "cluster", bin_dir=testenv.build_binaries())
-        plane.start()
-        processes: list[subprocess.Popen] = []
+        with phase("building (or reusing) the control plane's binaries and the two images"):
+            bin_dir = testenv.build_binaries()
+            images = testenv.build_images()
+            for image in images:
+                print(f"    {image.name}: {image.stat().st_size / 2**30:.2f} GiB")
+        with phase("starting the control plane, kwok's GPU nodes and the real node"):
+            plane = testenv.ControlPlane(
+                workdir=tmp / "cluster", bin_dir=bin_dir, real_node=True, images=images
+            )
+            plane.start(timeout=300)
+        operator: subprocess.Popen | None = None
         try:
             print(plane.kubectl("get", "nodes", "-L", "nvidia.com/gpu.product").stdout)
-
-            step("installing the CRDs and starting the operator")
-            plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-            plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
-            operator_log = (tmp / "operator.log").open("wb")
-            env = {
-                **plane.env,
-                "TORCHSHIP_METRICS_PORT": str(testenv.free_port()),
-                "TORCHSHIP_HEALTH_PORT": str(testenv.free_port()),
-            }
-            processes.append(
-                subprocess.Popen(
+            with phase("installing the CRDs and starting the operator"):
+                plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+                plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
+                env = {
+                    **plane.env,
+                    "TORCHSHIP_METRICS_PORT": str(testenv.free_port()),
+                    "TORCHSHIP_HEALTH_PORT": str(testenv.free_port()),
+                }
+                operator = subprocess.Popen(
                     [sys.executable, "-m", "torchship_operator"],
                     env=env,
-                    stdout=operator_log,
+                    stdout=(tmp / "operator.log").open("wb"),
                     stderr=subprocess.STDOUT,
                 )
-            )
-
-            step("applying a sample ModelService (1 GPU per replica, H100 nodes)")
-            model_path = tmp / "sample" / "mlp.pt"
-            model_path.parent.mkdir()
-            save_sample_model(model_path)
-            manifest = SAMPLE.format(model=model_path)
-            print(manifest)
-            plane.kubectl("create", "namespace", "demo")
-            plane.kubectl("apply", "-f", "-", input=manifest)
-            plane.kubectl(
-                "wait", "-n", "demo", "--for=condition=Ready", "msvc/sample", "--timeout=120s"
-            )
+            with phase("a model file on a PersistentVolume, and the sample ModelServices"):
+                model_path = tmp / "model.pt"
+                save_sample_model(model_path)
+                plane.kubectl("create", "namespace", "demo")
+                plane.kubectl(
+                    "label", "namespace", "demo", "pod-security.kubernetes.io/enforce=restricted"
+                )
+                plane.model_volume("demo", "models", {"mlp/v1/model.pt": model_path})
+                print(SAMPLE)
+                plane.kubectl("apply", "-f", "-", input=SAMPLE)
+                plane.kubectl("apply", "-f", "-", input=GPU_SAMPLE)
+            with phase("waiting for the sample to become Ready (its pod's real probes)"):
+                plane.kubectl(
+                    "wait", "-n", "demo", "--for=condition=Ready", "msvc/sample",
+                    "--timeout=300s", timeout=330,
+                )  # fmt: skip
+                plane.kubectl(
+                    "wait", "-n", "demo", "--for=condition=Ready", "msvc/sample-h100",
+                    "--timeout=120s", timeout=150,
+                )  # fmt: skip
             print(plane.kubectl("get", "msvc", "-n", "demo").stdout)
             print(plane.kubectl("get", "pods", "-n", "demo", "-o", "wide").stdout)
-
-            step("serving the same model locally, with the env the operator gave the pods")
-            deployment = json.loads(
-                plane.kubectl("get", "deployments", "-n", "demo", "-o", "json").stdout
-            )["items"][0]
-            container = deployment["spec"]["template"]["spec"]["containers"][0]
-            port = testenv.free_port()
-            runtime_env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-            runtime_env |= {
-                "TORCHSHIP_HOST": "127.0.0.1",
-                "TORCHSHIP_PORT": str(port),
-                "TORCHSHIP_MODEL_CACHE_DIR": str(tmp / "cache"),
-            }
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "torchship_runtime"],
-                    env={**os.environ, **runtime_env},
-                    stdout=(tmp / "runtime.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                )
-            )
-            base = f"http://127.0.0.1:{port}"
-            wait_http(f"{base}/v2/health/ready")
-
-            step("one inference request (Open Inference Protocol v2)")
-            request = {
-                "id": "demo-1",
-                "inputs": [
-                    {
-                        "name": "input__0",
-                        "datatype": "FP32",
-                        "shape": [1, 64],
-                        "data": [i / 64 for i in range(64)],
-                    }
-                ],
-            }
-            print(f"POST {base}/v2/models/sample/infer")
-            req = urllib.request.Request(
-                f"{base}/v2/models/sample/infer",
-                data=json.dumps(request).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(req, timeout=30) as r:
-                answer = json.loads(r.read())
-            print(json.dumps(answer, indent=2))
-            print("\nDone: the ModelService is Ready and the model answered.")
+            with phase("one inference request (OIP v2), through kubectl port-forward svc/sample"):
+                with plane.port_forward("demo", "svc/sample", 8080) as port:
+                    answer = infer(f"http://127.0.0.1:{port}")
+                print(json.dumps(answer, indent=2))
+            print("\nDone: the ModelService is Ready and its pod answered.\n")
+            for text, took in timings:
+                print(f"  {took:7.1f} s  {text}")
             return 0
         finally:
-            for proc in processes:
-                proc.terminate()
-            for proc in processes:
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            if operator is not None:
+                operator.terminate()
+                operator.wait(20)
             plane.stop()
+
+
+def infer(base: str) -> dict:
+    request = {
+        "id": "demo-1",
+        "inputs": [
+            {
+                "name": "input__0",
+                "datatype": "FP32",
+                "shape": [1, 64],
+                "data": [i / 64 for i in range(64)],
+            }
+        ],
+    }
+    print(f"POST {base}/v2/models/sample/infer")
+    req = urllib.request.Request(
+        f"{base}/v2/models/sample/infer",
+        data=json.dumps(request).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ from pathlib import Path
 import pytest
 import testenv
 from integration.conftest import RunningOperator, install_crds, start_operator, stop_operator
-
-RUNTIME_IMAGE = "ghcr.io/torchship/runtime:0.1.0"
-OPERATOR_IMAGE = "ghcr.io/torchship/operator:0.1.0"
+from workload import RUNTIME_IMAGE
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import torch
 import tritonclient.http as triton
 from helpers import condition, get_json, wait_for
 from workload import (
+    RUNTIME_IMAGE,
     Load,
     endpoints_only_ready_pods,
     model_service,
@@ -22,8 +23,6 @@ from workload import (
     ready,
     ready_endpoints,
 )
-
-from .conftest import RUNTIME_IMAGE
 
 pytestmark = pytest.mark.usefixtures("real_operator")
 
@@ -172,9 +171,7 @@ def test_a_rolling_update_under_load_fails_no_request(real_plane, restricted_nam
                     for p in current)
         )  # fmt: skip
 
-    load = rollout_under_load(
-        real_plane, ns, name, {"model": {"version": "v2"}}, rolled
-    )
+    load = rollout_under_load(real_plane, ns, name, {"model": {"version": "v2"}}, rolled)
     assert not load.failures, load.failures[:5]
     new = {p["metadata"]["labels"]["torchship.dev/revision"] for p in pods(real_plane, ns, name)}
     assert endpoints_only_ready_pods(load.samples, old | new) == []
@@ -217,9 +214,7 @@ def test_a_canary_step_under_load_fails_no_request(real_plane, restricted_namesp
     assert all(load.by_pod.get(p, 0) > 0 for p in final_endpoints)
 
 
-def test_a_deleted_pod_drains_before_it_stops_answering(
-    real_plane, restricted_namespace, mlp_file
-):
+def test_a_deleted_pod_drains_before_it_stops_answering(real_plane, restricted_namespace, mlp_file):
     ns, name = restricted_namespace, "drain"
     drain = 4
     real_plane.model_volume(ns, "models", {"mlp.pt": mlp_file})

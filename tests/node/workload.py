@@ -16,6 +16,9 @@ from datetime import UTC, datetime
 from helpers import get_json
 
 LABEL_REVISION = "torchship.dev/revision"
+# The images hack/build-images.sh builds, under the names the chart and the operator default to.
+RUNTIME_IMAGE = "ghcr.io/torchship/runtime:0.1.0"
+OPERATOR_IMAGE = "ghcr.io/torchship/operator:0.1.0"
 
 
 def model_service(name: str, uri: str, **spec: object) -> str:

@@ -55,6 +55,13 @@ CLONE_NEWNET = 0x40000000
 REQUIRED_TOOLS = ("containerd", "runc", "ip", "iptables")
 
 
+def cache_root() -> Path:
+    """hack/build-testenv.sh's cache: the nodes keep their image stores there, per slot."""
+    if env := os.environ.get("TORCHSHIP_CACHE"):
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torchship"
+
+
 def unavailable_reason() -> str | None:
     """Why this machine cannot run a local node, or None when it can."""
     if os.geteuid() != 0:
@@ -137,6 +144,12 @@ class Slot:
     def record(self) -> Path:
         return SLOTS / f"{self.index}.json"
 
+    @property
+    def image_store(self) -> Path:
+        """containerd's root (content, snapshots, metadata), kept between runs: an imported
+        image stays, and is imported again only when it changed."""
+        return cache_root() / "nodes" / f"slot-{self.index}" / "containerd"
+
 
 def claim_slot(workdir: Path) -> Slot:
     """The first free slot, its network namespace created (which makes the claim atomic). Slots
@@ -173,14 +186,7 @@ def teardown(slot: Slot, node_dir: Path | None) -> None:
     for pid in cgroup_pids(slot):
         with contextlib.suppress(OSError):
             netns_inodes.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
-    for _ in range(50):  # the pods' processes, then whatever they forked meanwhile
-        pids = cgroup_pids(slot)
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
+    kill_pods(slot)
     if node_dir is not None:
         for pid in processes_mentioning(str(node_dir)):
             with contextlib.suppress(ProcessLookupError):
@@ -189,14 +195,43 @@ def teardown(slot: Slot, node_dir: Path | None) -> None:
     for netns_file in Path("/run/netns").glob("cni-*"):
         with contextlib.suppress(OSError):
             if os.stat(netns_file).st_ino in netns_inodes:
-                run("umount", str(netns_file), check=False)
-                netns_file.unlink(missing_ok=True)
+                remove_netns_file(netns_file)
     if node_dir is not None:
         unmount_under(node_dir)
+    unmount_under(slot.image_store)
     remove_cgroups(slot)
     run("ip", "link", "del", slot.host_link, check=False)
     run("ip", "netns", "del", slot.netns, check=False)
     slot.record.unlink(missing_ok=True)
+
+
+def remove_netns_file(path: Path) -> None:
+    """A pod's network namespace, as containerd pinned it (a bind mount of nsfs)."""
+    run("umount", str(path), check=False)
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def kill_pods(slot: Slot) -> None:
+    """SIGKILL every process in the node's cgroups (its pods), until none is left."""
+    for _ in range(50):
+        pids = cgroup_pids(slot)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+
+
+def archive_image(archive: Path) -> tuple[str, str]:
+    """The image name and manifest digest an OCI archive's index names (first manifest)."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("index.json")
+        index = json.load(member) if member else {}
+    manifests = index.get("manifests") or [{}]
+    annotations = manifests[0].get("annotations", {})
+    return annotations.get("org.opencontainers.image.ref.name", ""), manifests[0].get("digest", "")
 
 
 def cgroup_pids(slot: Slot) -> list[int]:
@@ -361,25 +396,55 @@ class LocalNode:
         self._spawn("containerd", ["containerd", "--config", str(self._path("containerd.toml"))],
                     detach, netns=self.slot.netns)  # fmt: skip
         self._wait(lambda: self.containerd_socket.exists(), "containerd's socket", timeout)
+        self._forget_containers()  # a previous run's, if it was killed before its clean-up
         for archive in [pause_image_archive(self.bin_dir, self.dir / "pause.tar"), *images]:
             self.import_image(archive)
         self._spawn("kubelet", self._kubelet_args(), detach, netns=self.slot.netns)
         self.started_in = time.monotonic() - started
 
     def stop(self) -> None:
-        for name in ("kubelet", "containerd", "relay"):
-            proc = self.procs.pop(name, None)
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        self._stop_process("kubelet")
+        containerd = self.procs.get("containerd")
+        if containerd is not None and containerd.poll() is None:
+            kill_pods(self.slot)
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                self._forget_containers()
+        self._stop_process("containerd")
+        self._stop_process("relay")
         teardown(self.slot, self.dir)
 
     def import_image(self, archive: Path) -> None:
+        """Import an OCI archive, unless the image store holds that very image already."""
+        name, digest = archive_image(archive)
+        listed = self.ctr("images", "ls", f"name=={name}") if name else ""
+        if digest and digest in listed:
+            return
         self.ctr("images", "import", str(archive), timeout=900)
+
+    def _forget_containers(self) -> None:
+        """Remove every container and sandbox from the image store (the images stay), and the
+        network namespaces the sandboxes held."""
+        for task in self.ctr("tasks", "ls", "-q").split():
+            self.ctr("tasks", "delete", "--force", task)
+        containers = self.ctr("containers", "ls", "-q").split()
+        for container in containers:
+            with contextlib.suppress(RuntimeError, ValueError):
+                spec = json.loads(self.ctr("containers", "info", container)).get("Spec") or {}
+                for ns in spec.get("linux", {}).get("namespaces", []):
+                    if ns.get("type") == "network" and ns.get("path", "").startswith("/"):
+                        remove_netns_file(Path(ns["path"]))
+        if containers:
+            self.ctr("containers", "delete", *containers)
+
+    def _stop_process(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def ctr(self, *args: str, timeout: float = 120) -> str:
         return run(
@@ -421,7 +486,7 @@ class LocalNode:
         d = self.dir
         self._path("containerd.toml").write_text(
             CONTAINERD_CONFIG.format(
-                root=d / "containerd" / "root",
+                root=self.slot.image_store,
                 state=d / "containerd" / "state",
                 socket=self.containerd_socket,
                 pause=PAUSE_IMAGE,

@@ -15,6 +15,7 @@ import torch
 import tritonclient.http as triton
 from helpers import condition, get_json, wait_for
 from workload import (
+    DIRECT,
     RUNTIME_IMAGE,
     Load,
     endpoints_only_ready_pods,
@@ -236,7 +237,7 @@ def test_a_deleted_pod_drains_before_it_stops_answering(real_plane, restricted_n
             headers={"Content-Type": "application/json"},
         )  # fmt: skip
         try:
-            with urllib.request.urlopen(request, timeout=5) as answer:
+            with DIRECT.open(request, timeout=5) as answer:
                 return answer.status == 200
         except urllib.error.HTTPError:
             return True  # it answered (a refusal is still an answer)

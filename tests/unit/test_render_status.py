@@ -226,3 +226,13 @@ def test_last_transition_time_moves_only_when_status_flips():
 def test_messages_are_bounded_single_lines():
     assert status.short("a\n  b\tc") == "a b c"
     assert len(status.short("x" * 1000)) == 300
+
+
+def test_a_crash_loop_speaks_with_the_containers_own_termination_message():
+    pod = waiting_pod("CrashLoopBackOff", "back-off 20s restarting failed container=runtime pod=x")
+    last = {"terminated": {"exitCode": 1, "reason": "Error", "message": "model could not load\n"}}
+    pod["status"]["containerStatuses"][0]["lastState"] = last
+    s = compute([deployment(ready=0)], pods=[pod])
+    assert brief(s)["Ready"] == ("False", "CrashLoopBackOff")
+    # The runtime's words, stable across restarts, not the back-off text naming the pod.
+    assert conditions(s)["Ready"]["message"] == "model could not load"

@@ -406,9 +406,10 @@ class LocalNode:
         self._stop_process("kubelet")
         containerd = self.procs.get("containerd")
         if containerd is not None and containerd.poll() is None:
-            kill_pods(self.slot)
-            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            try:
                 self._forget_containers()
+            except (RuntimeError, subprocess.TimeoutExpired) as error:
+                print(f"localnode: clean-up through containerd failed: {error}", file=sys.stderr)
         self._stop_process("containerd")
         self._stop_process("relay")
         teardown(self.slot, self.dir)
@@ -422,19 +423,24 @@ class LocalNode:
         self.ctr("images", "import", str(archive), timeout=900)
 
     def _forget_containers(self) -> None:
-        """Remove every container and sandbox from the image store (the images stay), and the
-        network namespaces the sandboxes held."""
-        for task in self.ctr("tasks", "ls", "-q").split():
-            self.ctr("tasks", "delete", "--force", task)
+        """Kill the pods and remove every container and sandbox from the image store (the
+        images stay), and the network namespaces the sandboxes held."""
         containers = self.ctr("containers", "ls", "-q").split()
+        netns_files = []
         for container in containers:
             with contextlib.suppress(RuntimeError, ValueError):
                 spec = json.loads(self.ctr("containers", "info", container)).get("Spec") or {}
                 for ns in spec.get("linux", {}).get("namespaces", []):
-                    if ns.get("type") == "network" and ns.get("path", "").startswith("/"):
-                        remove_netns_file(Path(ns["path"]))
-        if containers:
-            self.ctr("containers", "delete", *containers)
+                    if ns.get("type") == "network" and ns.get("path", "").startswith("/var/run"):
+                        netns_files.append(Path(ns["path"]))
+        kill_pods(self.slot)
+        # Tasks and containers may vanish meanwhile (the CRI plugin cleans up exited ones).
+        for task in self.ctr("tasks", "ls", "-q").split():
+            self.ctr("tasks", "delete", "--force", task, check=False)
+        for container in containers:
+            self.ctr("containers", "delete", container, check=False)
+        for path in netns_files:
+            remove_netns_file(path)
 
     def _stop_process(self, name: str) -> None:
         proc = self.procs.pop(name, None)
@@ -446,10 +452,10 @@ class LocalNode:
                 proc.kill()
                 proc.wait()
 
-    def ctr(self, *args: str, timeout: float = 120) -> str:
+    def ctr(self, *args: str, timeout: float = 120, check: bool = True) -> str:
         return run(
             "ctr", "--address", str(self.containerd_socket), "--namespace", CONTAINERD_NAMESPACE,
-            *args, timeout=timeout,
+            *args, timeout=timeout, check=check,
         ).stdout  # fmt: skip
 
     def state(self) -> dict:
@@ -677,6 +683,8 @@ failCgroupV1: false
 failSwapOn: false
 podCIDR: {pod_cidr}
 resolvConf: {resolv}
+# No DNS server runs here: lookups fail at once on the node's address rather than warn per pod.
+clusterDNS: [{address}]
 clusterDomain: cluster.local
 serializeImagePulls: false
 # The images were imported and cannot be pulled again: never collect them.

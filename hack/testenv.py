@@ -596,6 +596,14 @@ class ControlPlane:
         issue_client_cert(self.pki, "kubelet", f"system:node:{self.node.name}", ("system:nodes",))
         self.node.start(self.images, detach=detach, timeout=timeout)
         self.procs |= self.node.procs
+        self._wait_node_registered(self.node.name, timeout)
+
+    def _wait_node_registered(self, name: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.kubectl("get", "node", name, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {name} did not register; see {self.node.dir}/logs")
+            time.sleep(0.2)
 
     def _wait_nodes_ready(self, timeout: float) -> None:
         self.kubectl(

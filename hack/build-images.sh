@@ -95,7 +95,7 @@ PY
 
 build() { # target package-dir
   local target=$1 sources=$2 base=$3 key archive image
-  key=$(printf '%s %s' "$base" "$(hash_of Dockerfile .dockerignore pyproject.toml README.md "$sources")" \
+  key=$(printf '%s %s' "$base" "$(hash_of Dockerfile .dockerignore pyproject.toml "$sources")" \
     | sha256sum | cut -c1-16)
   archive="$IMAGES/$target-$key.tar"
   image="$REGISTRY/$target:$VERSION"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 
 import kopf
 
@@ -24,6 +26,9 @@ def main() -> None:
         peering_name=settings.peering_name,
         # The highest priority acts, the others wait: leader election through kopf peering.
         priority=random.randint(1, 1_000_000),
+        # kopf's default identity asks the password database for the user, which a container
+        # running as an arbitrary uid does not list.
+        identity=f"{socket.gethostname()}/{os.getpid()}/{random.randbytes(4).hex()}",
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
     )
 

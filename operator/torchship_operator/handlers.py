@@ -90,13 +90,23 @@ async def hpa_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) 
     return {(namespace, labels[render.LABEL_MS]): slim(body)}
 
 
+def last_words(container_status: Mapping[str, Any]) -> str:
+    terminated = (container_status.get("lastState") or {}).get("terminated") or {}
+    return terminated.get("message", "")
+
+
 @kopf.index("v1", "pods", labels=CHILD)
 async def pod_index(namespace: str, name: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
     # Only what status reasons need: a pod cache stays small at a thousand ModelServices.
     slim_status = {
         "conditions": [c for c in status.get("conditions", []) if c.get("type") == "PodScheduled"],
         "containerStatuses": [
-            {"name": c.get("name"), "state": {"waiting": c["state"]["waiting"]}}
+            {
+                "name": c.get("name"),
+                "state": {"waiting": c["state"]["waiting"]},
+                # A crash's own words: the termination message of its last run.
+                "lastState": {"terminated": {"message": last_words(c)}},
+            }
             for c in status.get("containerStatuses", [])
             if (c.get("state") or {}).get("waiting")
         ],

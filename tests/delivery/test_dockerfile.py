@@ -202,7 +202,7 @@ def test_the_context_is_what_the_images_need():
     assert not in_context("tests/conftest.py") and not in_context(".venv/bin/python")
     assert not in_context("runtime/torchship_runtime/__pycache__/x.cpython-311.pyc")
     tops = {f.split("/")[0] for f in context_files()}
-    assert tops == {"pyproject.toml", "README.md", "operator", "runtime"}, tops
+    assert tops == {"pyproject.toml", "operator", "runtime"}, tops
 
 
 def copied_sources(stage: Stage) -> list[str]:

@@ -52,21 +52,22 @@ def test_the_operator_image_reconciles_as_a_pod_with_the_charts_account(real_pla
             "kind": "ModelService",
             "metadata": {"name": "placed", "namespace": models_ns},
             "spec": {
-                "model": {"uri": "pvc://models/m.pt", "format": "torchscript"},
+                "model": {"uri": "s3://models/placed/model.pt", "format": "torchscript"},
                 "gpu": {"count": 1, "product": "NVIDIA-H100-80GB-HBM3"},
                 "replicas": 2,
             },
         }
         real_plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-        real_plane.kubectl(
+        waited = real_plane.kubectl(
             "wait", "-n", models_ns, "--for=condition=Ready", "msvc/placed", "--timeout=120s",
-            timeout=150,
+            timeout=150, check=False,
         )  # fmt: skip
+        logs = real_plane.kubectl("logs", "-n", operator_ns, pod["metadata"]["name"]).stdout
+        assert waited.returncode == 0, f"{waited.stderr}\noperator's log:\n{logs[-3000:]}"
         placed = get_json(real_plane, "pods", "-n", models_ns)["items"]
         assert len(placed) == 2 and all(
             p["spec"]["nodeName"].startswith("gpu-h100") for p in placed
         )
-        logs = real_plane.kubectl("logs", "-n", operator_ns, pod["metadata"]["name"]).stdout
         assert "placed" in logs, logs[-2000:]
         # Its deployment is the operator's: written by the pod's ServiceAccount identity.
         writers = wait_for(

@@ -55,12 +55,15 @@ class Runtime:
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.port = free_port()
+        self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_address = f"127.0.0.1:{self.grpc_port}"
         self.log = workdir / f"runtime-{self.port}.log"
         environment = {
             **os.environ,
             "TORCHSHIP_HOST": "127.0.0.1",
             "TORCHSHIP_PORT": str(self.port),
+            "TORCHSHIP_GRPC_PORT": str(self.grpc_port),
             "TORCHSHIP_MODEL_CACHE_DIR": str(workdir / "cache"),
             "TORCHSHIP_DRAIN_SECONDS": "0",
             "TORCHSHIP_TORCH_THREADS": "1",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -56,7 +57,8 @@ class Runtime:
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.port = free_port()
         self.grpc_port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = bool(env.get("TORCHSHIP_TLS_CERT_FILE"))
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
         self.grpc_address = f"127.0.0.1:{self.grpc_port}"
         self.log = workdir / f"runtime-{self.port}.log"
         environment = {
@@ -86,7 +88,10 @@ class Runtime:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"runtime exited {self.proc.returncode}:\n{self.output()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as r:
+                # Readiness only: over TLS, whatever certificate the runtime serves will do.
+                context = ssl._create_unverified_context() if self.tls else None
+                ready = f"{self.url}/v2/health/ready"
+                with urllib.request.urlopen(ready, timeout=2, context=context) as r:
                     if r.status == 200:
                         return self
             except OSError:

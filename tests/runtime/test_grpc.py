@@ -8,10 +8,12 @@ superset of the runtime's (same names, same field numbers), and one process cann
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 
 import grpc
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -283,6 +285,20 @@ def test_garbage_and_unknown_methods(served):
             assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         assert stub.ServerReady(pb.ServerReadyRequest()).ready
+
+
+def test_grpc_requests_are_counted_under_their_protocol(served, stub):
+    running, _ = served
+    stub.ModelInfer(raw_request(), metadata=METADATA)
+    status_of(stub.ModelInfer, raw_request(model_name="nope"), metadata=METADATA)
+    text = httpx.get(f"{running.url}/metrics", timeout=10).text
+    assert re.search(
+        r'torchship_requests_total\{code="200",model="mlp",protocol="grpc"\} [1-9]', text
+    )
+    assert re.search(
+        r'torchship_requests_total\{code="404",model="mlp",protocol="grpc"\} [1-9]', text
+    )
+    assert 'torchship_request_duration_seconds_count{model="mlp",protocol="grpc"}' in text
 
 
 def check(address: str, service: str = "") -> int:

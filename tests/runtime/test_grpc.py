@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import time
 
 import grpc
@@ -357,3 +358,14 @@ def test_sigterm_turns_health_not_serving_and_drains_calls(tmp_path, start_runti
         assert np.frombuffer(answer.raw_output_contents[0], np.float32).tolist() == [2.0, 2.0]
         assert pending.result().outputs[0].name == "y"
     assert running.proc.wait(15) == 0
+
+
+def test_a_taken_grpc_port_is_a_start_up_failure(tmp_path, start_runtime):
+    path = save_torchscript(mlp(), tmp_path / "mlp.pt")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        running = start_runtime(**torchscript_env(path), TORCHSHIP_GRPC_PORT=str(taken))
+        assert running.proc.wait(60) == 1
+    assert f"gRPC cannot listen on 127.0.0.1:{taken}" in running.output()

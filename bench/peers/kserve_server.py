@@ -3,12 +3,15 @@
 python bench/peers/kserve_server.py --model small --port 9001 [--grpc-port 9002]
 
 With --grpc-port, KServe's own OIP gRPC server runs too (answers in raw_output_contents, as
-tritonclient reads them); REST answers stay JSON.
+tritonclient reads them), and its logger is set to WARNING: its gRPC interceptor logs every call
+at INFO otherwise (torchship runs at log level warning in the benchmark too). REST answers stay
+JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -51,12 +54,15 @@ def main() -> None:
     torch.set_num_threads(2)
     model = BenchModel(args.model, args.model)
     model.load()
-    ModelServer(
+    server = ModelServer(
         http_port=args.port,
         grpc_port=args.grpc_port or 8081,
         enable_grpc=bool(args.grpc_port),
         enable_latency_logging=False,
-    ).start([model])
+    )
+    if args.grpc_port:  # after ModelServer() configured KServe's logging
+        logging.getLogger("kserve").setLevel(logging.WARNING)
+    server.start([model])
 
 
 if __name__ == "__main__":

@@ -123,7 +123,6 @@ def main() -> int:
             runtime_env |= {
                 "TORCHSHIP_HOST": "127.0.0.1",
                 "TORCHSHIP_PORT": str(port),
-                "TORCHSHIP_GRPC_PORT": str(testenv.free_port()),
                 "TORCHSHIP_MODEL_CACHE_DIR": str(tmp / "cache"),
             }
             processes.append(

@@ -1,5 +1,5 @@
 # The two commands a new user needs: `make demo` (the main job) and `make test`.
-.PHONY: setup demo test unit lint format crds up down clean
+.PHONY: setup demo test unit lint format crds generate-grpc up down clean
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -23,6 +23,9 @@ lint:
 
 format:
 	@$(PY) -m ruff check --fix . && $(PY) -m ruff format .
+
+generate-grpc: ## the runtime's gRPC code from runtime/torchship_runtime/oip/grpc_predict_v2.proto
+	@$(PY) hack/generate_grpc.py
 
 up: setup ## start the local control plane in the background (prints the KUBECONFIG export)
 	@$(PY) hack/testenv.py up

@@ -5,12 +5,13 @@
 One run on one machine, printed as one table: for SMALL (MLP 64->128->10) and HEAVY (MLP
 1024->4096->4096->1024), the raw in-process forward throughput at the best batch size, then the
 runtime (one server process, torch with --threads threads, batching on) at concurrency 1, 16 and
-64 with JSON bodies, HEAVY also with the binary tensor data extension, and SMALL at concurrency 1
-with batching off (the latency that batching must not add; the two servers take turns, three
-rounds each, so that the machine's drift falls on both). The load generator is a raw asyncio
-HTTP/1.1 client on keep-alive connections (uvloop, pre-encoded bodies, no JSON decoding of
-responses except one checked per cell), on the same host as the server. Results go to --json as
-well.
+64 with JSON bodies, HEAVY also with the binary tensor data extension, both over OIP gRPC, and
+SMALL at concurrency 1 with batching off (the latency that batching must not add; the two servers
+take turns, three rounds each, so that the machine's drift falls on both). The REST load
+generator is a raw asyncio HTTP/1.1 client on keep-alive connections (uvloop, pre-encoded bodies,
+no JSON decoding of responses except one checked per cell); the gRPC one is grpc.aio with
+pre-serialized messages (one HTTP/2 connection per 16 users); both run on the same host as the
+server. Results go to --json as well.
 """
 
 from __future__ import annotations
@@ -127,6 +128,65 @@ async def drive(
     for conn in connections:
         conn.transport.close()
     return load, sample
+
+
+async def drive_grpc(
+    port: int, raw: bytes, concurrency: int, warmup: float, seconds: float
+) -> tuple[Load, bytes]:
+    """`drive` over gRPC: `raw` is a serialized ModelInferRequest, sent as it is."""
+    import grpc
+
+    # Own connections (no shared subchannel pool): one HTTP/2 connection per 16 users.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options)
+        for _ in range(max(1, concurrency // 16))
+    ]
+    calls = [c.unary_unary("/inference.GRPCInferenceService/ModelInfer") for c in channels]
+    sample = await calls[0](raw, timeout=30)
+    load = Load()
+    started = time.perf_counter()
+    measure_from, stop_at = started + warmup, started + warmup + seconds
+
+    async def worker(call) -> None:
+        while (now := time.perf_counter()) < stop_at:
+            try:
+                await call(raw, timeout=30)
+                ok = True
+            except grpc.aio.AioRpcError:
+                ok = False
+            done = time.perf_counter()
+            if now >= measure_from:
+                if ok:
+                    load.completed += 1
+                    load.latencies.append(done - now)
+                else:
+                    load.errors += 1
+
+    await asyncio.gather(*(worker(calls[i % len(calls)]) for i in range(concurrency)))
+    for channel in channels:
+        await channel.close()
+    return load, sample
+
+
+def grpc_request(name: str, row: np.ndarray, input_name: str = "input__0") -> bytes:
+    """A serialized ModelInferRequest: one FP32 row in raw_input_contents."""
+    from torchship_runtime.oip import grpc_predict_v2_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name=name)
+    request.inputs.add(name=input_name, datatype="FP32", shape=[1, row.size])
+    request.raw_input_contents.append(row.astype(np.float32).tobytes())
+    return request.SerializeToString()
+
+
+def decode_grpc_output(body: bytes) -> np.ndarray:
+    """The first output of a serialized ModelInferResponse (raw or typed contents)."""
+    from torchship_runtime.oip import grpc_predict_v2_pb2 as pb
+
+    response = pb.ModelInferResponse.FromString(body)
+    if response.raw_output_contents:
+        return np.frombuffer(response.raw_output_contents[0], dtype=np.float32)
+    return np.asarray(response.outputs[0].contents.fp32_contents, dtype=np.float32)
 
 
 def http_request(path: str, body: bytes, headers: dict[str, str]) -> bytes:
@@ -258,6 +318,7 @@ class Runtime(Server):
 
     def __init__(self, workdir: Path, model_path: Path, name: str, width: int, **env: str):
         inputs = [{"name": "input__0", "datatype": "FP32", "shape": [-1, width]}]
+        self.grpc_port = free_port()
         environment = {
             **os.environ,
             "TORCHSHIP_MODEL_URI": str(model_path),
@@ -265,6 +326,7 @@ class Runtime(Server):
             "TORCHSHIP_MODEL_NAME": name,
             "TORCHSHIP_MODEL_INPUTS": json.dumps(inputs),
             "TORCHSHIP_HOST": "127.0.0.1",
+            "TORCHSHIP_GRPC_PORT": str(self.grpc_port),
             "TORCHSHIP_DEVICE": "cpu",
             "TORCHSHIP_DRAIN_SECONDS": "0",
             "TORCHSHIP_MODEL_CACHE_DIR": str(workdir / "cache"),
@@ -296,7 +358,7 @@ METRICS = (
 @dataclass
 class Cell:
     model: str
-    mode: str  # "raw", "json", "binary", "json, batching off"
+    mode: str  # "raw", "json", "binary", "grpc", "json, batching off"
     concurrency: int
     throughput: float  # requests (rows for raw) per second
     p50_ms: float | None = None
@@ -335,10 +397,14 @@ def served(
 ) -> Cell:
     before = {m: runtime.metric(m) for m in METRICS}
     cpu_before, started = runtime.cpu_seconds(), time.perf_counter()
-    load, sample = uvloop.run(drive(runtime.port, raw, concurrency, min(1.0, seconds / 3), seconds))
+    warmup = min(1.0, seconds / 3)
+    if mode == "grpc":
+        load, sample = uvloop.run(drive_grpc(runtime.grpc_port, raw, concurrency, warmup, seconds))
+    else:
+        load, sample = uvloop.run(drive(runtime.port, raw, concurrency, warmup, seconds))
     elapsed = time.perf_counter() - started
     cpu = runtime.cpu_seconds() - cpu_before
-    got = decode_output(sample, binary="binary" in mode)
+    got = decode_grpc_output(sample) if mode == "grpc" else decode_output(sample, "binary" in mode)
     if not np.allclose(got, check, atol=1e-4):
         raise AssertionError(f"{model} {mode}: the served output differs from the model's")
     delta = {m: runtime.metric(m) - before[m] for m in METRICS}
@@ -394,6 +460,9 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> list[Cell
             for c in concurrencies[1:]:
                 request = binary_request(name, row)
                 cells.append(served(runtime, name, "binary", request, c, args.seconds, check))
+        for c in concurrencies:
+            request = grpc_request(name, row)
+            cells.append(served(runtime, name, "grpc", request, c, args.seconds, check))
     finally:
         runtime.stop()
         if unbatched is not None:
@@ -463,6 +532,14 @@ def targets(cells: list[Cell]) -> list[str]:
         if binary := by.get(("heavy", "binary", 64)):
             ratio = binary.throughput / heavy.throughput
             check("HEAVY c64 binary >= 2x JSON", ratio, ratio >= 2, "x")
+            if grpc := by.get(("heavy", "grpc", 64)):
+                ratio = grpc.throughput / binary.throughput
+                check("HEAVY c64 gRPC >= REST binary", ratio, ratio >= 1, "x")
+    for model in ("small", "heavy"):
+        rest, grpc = by.get((model, "json", 1)), by.get((model, "grpc", 1))
+        if rest and grpc:
+            check(f"{model.upper()} c1 p50 gRPC <= REST", grpc.p50_ms, grpc.p50_ms <= rest.p50_ms,
+                  f" ms (REST {rest.p50_ms:.3f} ms)")  # fmt: skip
     return lines
 
 

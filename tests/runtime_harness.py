@@ -48,6 +48,7 @@ def start_runtime(tmp: Path, **env: str) -> tuple[subprocess.Popen, str]:
         **os.environ,
         "TORCHSHIP_HOST": "127.0.0.1",
         "TORCHSHIP_PORT": str(port),
+        "TORCHSHIP_GRPC_PORT": str(free_port()),
         "TORCHSHIP_MODEL_CACHE_DIR": str(tmp / "cache"),
         "TORCHSHIP_DRAIN_SECONDS": "0",
         "TORCHSHIP_TORCH_THREADS": "1",

@@ -1,11 +1,17 @@
 """The KServe Python model server serving a benchmark model over OIP v2, its recommended way.
 
-python bench/peers/kserve_server.py --model small --port 9001
+python bench/peers/kserve_server.py --model small --port 9001 [--grpc-port 9002]
+
+With --grpc-port, KServe's own OIP gRPC server runs too (answers in raw_output_contents, as
+tritonclient reads them), and its logger is set to WARNING: its gRPC interceptor logs every call
+at INFO otherwise (torchship runs at log level warning in the benchmark too). REST answers stay
+JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -33,7 +39,7 @@ class BenchModel(Model):
         with torch.inference_mode():
             out = self.module(torch.from_numpy(array)).numpy()
         output = InferOutput(name="output__0", shape=list(out.shape), datatype="FP32")
-        output.set_data_from_numpy(out, binary_data=False)
+        output.set_data_from_numpy(out, binary_data=payload.from_grpc)
         return InferResponse(
             model_name=self.name, infer_outputs=[output], response_id=payload.id or ""
         )
@@ -43,11 +49,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=sorted(models.SHAPES), required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--grpc-port", type=int, default=0, help="also serve OIP gRPC here")
     args = parser.parse_args()
     torch.set_num_threads(2)
     model = BenchModel(args.model, args.model)
     model.load()
-    ModelServer(http_port=args.port, enable_grpc=False, enable_latency_logging=False).start([model])
+    server = ModelServer(
+        http_port=args.port,
+        grpc_port=args.grpc_port or 8081,
+        enable_grpc=bool(args.grpc_port),
+        enable_latency_logging=False,
+    )
+    if args.grpc_port:  # after ModelServer() configured KServe's logging
+        logging.getLogger("kserve").setLevel(logging.WARNING)
+    server.start([model])
 
 
 if __name__ == "__main__":

@@ -288,7 +288,18 @@ class ServiceSpec(ApiModel):
     """The Service in front of the model."""
 
     port: int = Field(default=8080, ge=1, le=65535)
-    """Service port (the runtime listens on 8080)."""
+    """Service port of REST (OIP v2 and v1; the runtime listens on 8080)."""
+    grpc_port: int = Field(default=8081, ge=0, le=65535)
+    """Service port of OIP v2 gRPC and grpc.health.v1 (the runtime listens on 8081); 0 turns
+    gRPC off."""
+
+    model_config = validations(
+        rule(
+            "self.grpcPort != self.port",
+            "service.grpcPort and service.port must differ",
+            fieldPath=".grpcPort",
+        ),
+    )
 
 
 class SecretKeyRef(ApiModel):
@@ -298,6 +309,21 @@ class SecretKeyRef(ApiModel):
     """Secret name."""
     key: str = Field(default="token", min_length=1, max_length=253)
     """Key within the Secret."""
+
+
+class SecretRef(ApiModel):
+    """A Secret in the ModelService's namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """Secret name."""
+
+
+class TlsSpec(ApiModel):
+    """Serve REST (HTTPS) and gRPC over TLS, terminated by the runtime itself."""
+
+    secret_ref: SecretRef
+    """A kubernetes.io/tls Secret (tls.crt, tls.key), such as cert-manager writes; a renewed
+    certificate is served without restarting the pods."""
 
 
 class AuthSpec(ApiModel):
@@ -319,6 +345,7 @@ class ModelServiceSpec(ApiModel):
     autoscaling: AutoscalingSpec | None = None
     rollout: RolloutSpec = defaulted(RolloutSpec)
     service: ServiceSpec = defaulted(ServiceSpec)
+    tls: TlsSpec | None = None
     auth: AuthSpec | None = None
 
     model_config = validations(
@@ -389,7 +416,9 @@ class ModelServiceStatus(ApiModel):
     selector: str | None = None
     """Label selector of the pods, for the scale subresource and the autoscaler."""
     url: str | None = None
-    """In-cluster URL of the Service."""
+    """In-cluster URL of the Service's REST port (https:// with spec.tls)."""
+    grpc_address: str | None = None
+    """In-cluster host:port of the Service's gRPC port (absent when gRPC is off)."""
     revisions: list[RevisionStatus] | None = None
     """Revisions that still have a Deployment, by name."""
     rollout: FreeForm | None = None

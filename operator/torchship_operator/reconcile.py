@@ -159,6 +159,7 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
     new_status = status.compute(
         owner=owner,
         url=render.service_url(owner, spec),
+        grpc_address=render.grpc_address(owner, spec),
         generation=generation,
         desired_revision=desired
         if failure is None

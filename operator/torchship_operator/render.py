@@ -17,9 +17,11 @@ from typing import Any
 from . import api
 
 RUNTIME_PORT = 8080
+RUNTIME_GRPC_PORT = 8081
 CACHE_DIR = "/var/cache/torchship"
 PVC_ROOT = "/mnt/models"
 AUTH_DIR = "/var/run/secrets/torchship/auth"
+TLS_DIR = "/var/run/secrets/torchship/tls"
 RUNTIME_UID = 1000
 # Work in flight after the drain period: a forward pass, a response being written.
 SHUTDOWN_SLACK_SECONDS = 20
@@ -91,7 +93,7 @@ def selector_string(name: str) -> str:
 def revision_hash(spec: api.ModelServiceSpec, image: str) -> str:
     """A short stable hash of everything that shapes the pods (not replicas or rollout)."""
     relevant = spec.model_dump(
-        mode="json", by_alias=True, include={"model", "runtime", "gpu", "service", "auth"}
+        mode="json", by_alias=True, include={"model", "runtime", "gpu", "service", "tls", "auth"}
     )
     relevant["image"] = image
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
@@ -102,8 +104,18 @@ def deployment_name(name: str, revision: str) -> str:
     return f"{name}-{revision}"
 
 
+def service_host(owner: Owner) -> str:
+    return f"{owner.name}.{owner.namespace}.svc.cluster.local"
+
+
 def service_url(owner: Owner, spec: api.ModelServiceSpec) -> str:
-    return f"http://{owner.name}.{owner.namespace}.svc.cluster.local:{spec.service.port}"
+    scheme = "https" if spec.tls else "http"
+    return f"{scheme}://{service_host(owner)}:{spec.service.port}"
+
+
+def grpc_address(owner: Owner, spec: api.ModelServiceSpec) -> str | None:
+    """host:port of the gRPC Service port, None when gRPC is off."""
+    return f"{service_host(owner)}:{spec.service.grpc_port}" if spec.service.grpc_port else None
 
 
 def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
@@ -120,6 +132,7 @@ def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
         "TORCHSHIP_MAX_BATCH_SIZE": str(runtime.batching.max_batch_size),
         "TORCHSHIP_MAX_DELAY_MS": f"{runtime.batching.max_delay_ms:g}",
         "TORCHSHIP_PORT": str(RUNTIME_PORT),
+        "TORCHSHIP_GRPC_PORT": str(RUNTIME_GRPC_PORT if spec.service.grpc_port else 0),
         "TORCHSHIP_MODEL_CACHE_DIR": CACHE_DIR,
         "TORCHSHIP_PVC_ROOT": PVC_ROOT,
         "TORCHSHIP_DRAIN_SECONDS": str(runtime.drain_seconds),
@@ -131,6 +144,9 @@ def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
             values[f"TORCHSHIP_MODEL_{key}"] = json.dumps(
                 [t.model_dump(mode="json") for t in tensors], separators=(",", ":")
             )
+    if spec.tls:
+        values["TORCHSHIP_TLS_CERT_FILE"] = f"{TLS_DIR}/tls.crt"
+        values["TORCHSHIP_TLS_KEY_FILE"] = f"{TLS_DIR}/tls.key"
     if spec.auth:
         values["TORCHSHIP_AUTH_TOKEN_FILE"] = f"{AUTH_DIR}/{spec.auth.token_secret_ref.key}"
     user = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in runtime.env or []]
@@ -183,9 +199,11 @@ def scheduling(spec: api.ModelServiceSpec) -> dict[str, Any]:
     return out
 
 
-def probe(path: str, period: int, failures: int) -> dict[str, Any]:
+def probe(path: str, period: int, failures: int, tls: bool) -> dict[str, Any]:
+    # Over TLS the kubelet speaks HTTPS (and checks no certificate).
+    get = {"path": path, "port": "http", **({"scheme": "HTTPS"} if tls else {})}
     return {
-        "httpGet": {"path": path, "port": "http"},
+        "httpGet": get,
         "periodSeconds": period,
         "failureThreshold": failures,
         "timeoutSeconds": 2,
@@ -209,6 +227,19 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
         volumes.append(
             {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
+    if spec.tls:
+        # A whole-Secret volume (no subPath): the kubelet swaps in a renewed certificate.
+        mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+        volumes.append(
+            {
+                "name": "tls",
+                "secret": {
+                    "secretName": spec.tls.secret_ref.name,
+                    "items": [{"key": k, "path": k} for k in ("tls.crt", "tls.key")],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
     if spec.auth:
         mounts.append({"name": "auth", "mountPath": AUTH_DIR, "readOnly": True})
         ref = spec.auth.token_secret_ref
@@ -222,15 +253,19 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
                 },
             }
         )
+    ports = [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}]
+    if spec.service.grpc_port:
+        ports.append({"name": "grpc", "containerPort": RUNTIME_GRPC_PORT, "protocol": "TCP"})
+    tls = spec.tls is not None
     container: dict[str, Any] = {
         "name": "runtime",
         "image": image,
-        "ports": [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
+        "ports": ports,
         "env": runtime_env(name, spec),
         # Model downloads can be slow: the startup probe allows 10 minutes before liveness.
-        "startupProbe": probe("/v2/health/ready", period=5, failures=120),
-        "readinessProbe": probe("/v2/health/ready", period=5, failures=2),
-        "livenessProbe": probe("/v2/health/live", period=10, failures=3),
+        "startupProbe": probe("/v2/health/ready", period=5, failures=120, tls=tls),
+        "readinessProbe": probe("/v2/health/ready", period=5, failures=2, tls=tls),
+        "livenessProbe": probe("/v2/health/live", period=10, failures=3, tls=tls),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -308,11 +343,18 @@ def render_service(
         "spec": {
             "type": "ClusterIP",
             "selector": service_selector(owner.name, serving, running),
-            "ports": [
-                {"name": "http", "port": spec.service.port, "targetPort": "http", "protocol": "TCP"}
-            ],
+            "ports": service_ports(spec),
         },
     }
+
+
+def service_ports(spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
+    ports = [{"name": "http", "port": spec.service.port, "targetPort": "http", "protocol": "TCP"}]
+    if spec.service.grpc_port:
+        # Named "grpc": Istio picks the protocol from the port name.
+        grpc = {"name": "grpc", "port": spec.service.grpc_port, "targetPort": "grpc"}
+        ports.append({**grpc, "protocol": "TCP"})
+    return ports
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,7 @@ def compute(
     rollout: Mapping[str, Any] | None = None,
     failure: Failure | None = None,
     step: Failure | None = None,
+    grpc_address: str | None = None,
 ) -> dict[str, Any]:
     """The whole status subresource. `failure` is a known cause (invalid spec, aborted rollout);
     `step` what an unfinished rollout waits for (a canary pause, a promotion), when it says."""
@@ -195,6 +196,7 @@ def compute(
         "readyReplicas": ready_total,
         "selector": render.selector_string(owner.name),
         "url": url,
+        **({"grpcAddress": grpc_address} if grpc_address else {}),
         "revisions": [
             {
                 "name": v.name,

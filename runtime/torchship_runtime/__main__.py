@@ -18,6 +18,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import asyncio
 import contextlib
 import logging
+import ssl
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +26,13 @@ from pathlib import Path
 import uvicorn
 import uvloop
 
+from .auth import read_token
 from .dataplane import DataPlane
+from .grpc_server import GrpcServer
 from .server import App
 from .settings import RuntimeSettings, from_args
 from .shutdown import Shutdown, install_early_handlers
+from .tls import Certificates
 
 log = logging.getLogger("torchship.runtime")
 TERMINATION_LOG = Path("/dev/termination-log")  # Kubernetes' terminationMessagePath default
@@ -51,7 +55,15 @@ async def serve(settings: RuntimeSettings) -> int:
     plane = DataPlane(settings)
     try:
         app = App(plane)
-    except (OSError, ValueError) as error:
+        certificates = (
+            Certificates(settings.tls_cert_file, settings.tls_key_file) if settings.tls else None
+        )
+        grpc = (
+            GrpcServer(plane, settings, read_token(settings.auth_token_file), certificates)
+            if settings.grpc_port
+            else None
+        )
+    except (OSError, ValueError, ssl.SSLError) as error:
         report_failure(f"torchship-runtime: {error}")
         return 2
     config = uvicorn.Config(
@@ -67,25 +79,54 @@ async def serve(settings: RuntimeSettings) -> int:
         backlog=2048,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
     )
+    watching = None
+    if certificates is not None:
+        config.load()
+        config.ssl = certificates.rest_context()  # follows the certificate's rotations
+        watching = asyncio.create_task(certificates.watch(settings.tls_reload_seconds))
     server = Server(config)
-    Shutdown(plane, server).install(asyncio.get_running_loop())
+    Shutdown(plane, server, grpc).install(asyncio.get_running_loop())
     serving = asyncio.create_task(server.serve(), name="http")
+
+    async def give_up(message: str) -> int:
+        report_failure(message)
+        server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await serving
+        if grpc is not None:
+            await grpc.stop(0)
+        return 1
+
+    if grpc is not None:
+        try:
+            await grpc.start()
+        except OSError as error:
+            return await give_up(f"torchship-runtime: {error}")
     try:
         await plane.load()
     except Exception as error:
         log.debug("load failure", exc_info=True)
-        report_failure(
+        return await give_up(
             f"the model could not be loaded ({settings.model_format} from "
             f"{settings.model_uri}): {type(error).__name__}: {error}"
         )
-        server.should_exit = True
-        with contextlib.suppress(BaseException):
-            await serving
-        return 1
     if serving.done():  # the port could not be bound, say
-        return 1
-    log.info("serving model %s on %s:%d", settings.model_name, settings.host, settings.port)
+        return await give_up(f"torchship-runtime: the HTTP server ended on port {settings.port}")
+    if grpc is not None:
+        await grpc.serving()
+    log.info(
+        "serving model %s on %s:%d (%s)%s",
+        settings.model_name,
+        settings.host,
+        settings.port,
+        "HTTPS" if certificates else "HTTP",
+        f", gRPC on port {settings.grpc_port}" if grpc else "",
+    )
     await serving
+    if grpc is not None:
+        await grpc.stop(settings.shutdown_timeout_seconds)
+    if watching is not None:
+        watching.cancel()
     plane.executor.shutdown(wait=False, cancel_futures=True)
     log.info("stopped")
     return 0

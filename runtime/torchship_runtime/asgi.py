@@ -3,7 +3,6 @@ compressed) body, bearer-token checks, and writing responses."""
 
 from __future__ import annotations
 
-import hmac
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,7 +10,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from .errors import BodyTooLarge, InferenceError, Unauthorized
+from .auth import check_bearer
+from .errors import BodyTooLarge, InferenceError
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -68,12 +68,9 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
     return data
 
 
-def check_bearer(scope: Scope, token: bytes) -> None:
+def authorize(scope: Scope, token: bytes) -> None:
     """`Authorization: Bearer <token>`, compared in constant time."""
-    presented = header(scope, b"authorization") or b""
-    scheme, _, value = presented.partition(b" ")
-    if not (scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), token)):
-        raise Unauthorized("a valid bearer token is required (Authorization: Bearer <token>)")
+    check_bearer(header(scope, b"authorization"), token)
 
 
 async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:

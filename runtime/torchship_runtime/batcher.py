@@ -8,6 +8,7 @@ more only while other requests are already on their way in (accepted by the serv
 yet; `arriving`). One forward pass runs at a time: under load, the requests that arrive while
 one runs form the next batch by themselves, so the delay is rarely waited out at all.
 
+Inputs are torch tensors (tensor models) or numpy arrays (batched handlers, BYTES included).
 Requests batch together only when their inputs match in dtype and trailing shape. A batch that
 fails is retried request by request, so one poisoned request fails alone, with the model's error.
 """
@@ -22,11 +23,12 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .errors import InferenceError, ModelFailure
 
-Batch = dict[str, torch.Tensor]
+Batch = dict[str, torch.Tensor | np.ndarray]
 
 
 @dataclass(slots=True)
@@ -176,7 +178,7 @@ class Batcher:
         if len(batch) == 1:
             merged = batch[0].inputs
         else:
-            merged = {n: torch.cat([p.inputs[n] for p in batch]) for n in batch[0].inputs}
+            merged = {n: concat([p.inputs[n] for p in batch]) for n in batch[0].inputs}
         self.forward_passes += 1
         try:
             outputs = await self._forward(merged)
@@ -198,6 +200,11 @@ class Batcher:
         for item in batch:
             succeed(item, {n: v[offset : offset + item.rows] for n, v in outputs.items()})
             offset += item.rows
+
+
+def concat(parts: list) -> torch.Tensor | np.ndarray:
+    """Rows of several requests as one batch (their key guarantees one type and trailing shape)."""
+    return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
 
 
 def succeed(item: Pending, outputs: Batch) -> None:

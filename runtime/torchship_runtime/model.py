@@ -3,7 +3,8 @@ device and dtype, warm up), then `ready`, answering `predict()` until the proces
 
 `TorchModel` serves the torchscript, exported-program and state-dict formats: its `predict` takes
 a batch (every input with the same leading dimension) and is what the batcher calls.
-`HandlerModel` serves a user class with preprocess / predict / postprocess, one request at a time.
+`HandlerModel` serves a user class with preprocess / predict / postprocess: one request at a time,
+or, when the class says `batched = True`, the batcher's concatenated rows like a tensor model.
 Both run `predict` in the one forward thread, never on the event loop.
 """
 
@@ -19,7 +20,7 @@ import torch
 
 from . import loading
 from .codec import TORCH_DTYPES, Array, Tensor, as_output, datatype_of
-from .errors import InferenceError
+from .errors import InferenceError, ModelFailure
 from .protocol import TensorMetadata
 from .settings import RuntimeSettings
 from .sources import fetch
@@ -252,7 +253,11 @@ class TorchModel(Model):
 class HandlerModel(Model):
     """A user class: `load(path, device)` (optional), `preprocess(inputs)` (optional),
     `predict(data)`, `postprocess(result)` (optional). `inputs` maps names to numpy arrays (BYTES
-    as arrays of `bytes`); the result is one array-like (output__0) or a dict of them."""
+    as arrays of `bytes`); the result is one array-like (output__0) or a dict of them.
+
+    With `batched = True` on the class, those methods see batches: every input's rows of several
+    requests concatenated along the first dimension, and every output must have one row per
+    input row (the batcher slices them back request by request)."""
 
     def __init__(self, settings: RuntimeSettings) -> None:
         super().__init__(settings)
@@ -265,41 +270,58 @@ class HandlerModel(Model):
         self.handler = handler_class()
         if not callable(getattr(self.handler, "predict", None)):
             raise TypeError(f"{self.settings.model_entrypoint} has no predict method")
+        batched = getattr(handler_class, "batched", False)
+        if not isinstance(batched, bool):
+            raise TypeError(f"{self.settings.model_entrypoint}.batched must be True or False")
+        self.batchable = batched
         if callable(getattr(self.handler, "load", None)):
             self.handler.load(str(path), self.device)
 
     def warm_up(self) -> None:
-        """The handler's own `warmup()` if it has one, else one row of zeros when every input is
-        declared numeric; the outputs it gives become metadata."""
+        """The handler's own `warmup()` if it has one, else zeros when every input is declared
+        numeric (one row, then a full batch for a batched handler); the outputs it gives become
+        metadata."""
         if callable(getattr(self.handler, "warmup", None)):
             self.handler.warmup()
             return
         if not self.inputs or any(m.datatype == "BYTES" for m in self.inputs):
             return
-        zeros = self.warm_up_inputs(1)
-        outputs = self.predict(
-            {n: (v.float() if v.dtype == torch.bfloat16 else v).numpy() for n, v in zeros.items()}
-        )
-        if not self.outputs:
-            self.outputs = [
-                TensorMetadata(
-                    name=n, datatype=datatype_of(v), shape=[-1, *v.shape[1:]] if v.ndim else []
-                )
-                for n, v in outputs.items()
-            ]
+        sizes = sorted({1, self.max_batch_rows}) if self.batchable else [1]
+        for rows in sizes:
+            zeros = {
+                n: (v.float() if v.dtype == torch.bfloat16 else v).numpy()
+                for n, v in self.warm_up_inputs(rows).items()
+            }
+            outputs = self.predict(zeros)
+            if rows == 1 and not self.outputs:
+                self.outputs = [
+                    TensorMetadata(
+                        name=n, datatype=datatype_of(v), shape=[-1, *v.shape[1:]] if v.ndim else []
+                    )
+                    for n, v in outputs.items()
+                ]
 
     def prepare(self, inputs: list[Tensor]) -> dict[str, Any]:
         if not self.inputs:  # nothing declared: the handler checks its own inputs
-            return {t.name: t.array for t in inputs}
-        by_name = self.check_names(inputs)
-        for meta in self.inputs:
-            tensor = by_name[meta.name]
-            if tensor.datatype != meta.datatype:
+            prepared = {t.name: t.array for t in inputs}
+        else:
+            by_name = self.check_names(inputs)
+            for meta in self.inputs:
+                tensor = by_name[meta.name]
+                if tensor.datatype != meta.datatype:
+                    raise InferenceError(
+                        f"input {meta.name}: expected datatype {meta.datatype}, "
+                        f"got {tensor.datatype}"
+                    )
+                check_shape(meta, tensor.shape)
+            prepared = {name: t.array for name, t in by_name.items()}
+        if self.batchable:  # rows of several requests are joined along the first dimension
+            rows = {_leading(v) for v in prepared.values()}
+            if len(rows) != 1 or 0 in rows:
                 raise InferenceError(
-                    f"input {meta.name}: expected datatype {meta.datatype}, got {tensor.datatype}"
+                    "every input needs the same, non-zero leading (batch) dimension"
                 )
-            check_shape(meta, tensor.shape)
-        return {name: t.array for name, t in by_name.items()}
+        return prepared
 
     def predict(self, inputs: dict[str, Any]) -> dict[str, Array]:
         handler = self.handler
@@ -310,7 +332,21 @@ class HandlerModel(Model):
             result = handler.postprocess(result)
         if not isinstance(result, dict):
             result = {"output__0": result}
-        return {str(name): as_output(value) for name, value in result.items()}
+        outputs = {str(name): as_output(value) for name, value in result.items()}
+        if self.batchable:
+            rows = _leading(next(iter(inputs.values())))
+            if wrong := {n: list(v.shape) for n, v in outputs.items() if _leading(v) != rows}:
+                raise ModelFailure(
+                    f"a batched handler returns one row per input row: {rows} row(s) in, "
+                    f"outputs shaped {wrong}"
+                )
+        return outputs
+
+
+def _leading(value: Any) -> int:
+    """The first dimension (0 for a scalar)."""
+    shape = getattr(value, "shape", ())
+    return int(shape[0]) if len(shape) else 0
 
 
 def create_model(settings: RuntimeSettings) -> Model:

@@ -10,7 +10,6 @@ reconnect through the Service to pods that are still ready.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -19,11 +18,12 @@ from .asgi import (
     Receive,
     Scope,
     Send,
-    check_bearer,
+    authorize,
     respond,
     respond_empty,
     respond_json,
 )
+from .auth import read_token
 from .dataplane import DataPlane
 from .errors import InferenceError, MethodNotAllowed, NotFound
 from .protocol import ErrorResponse
@@ -32,15 +32,6 @@ from .rest_v2 import RestV2
 
 log = logging.getLogger("torchship.runtime")
 METRICS_TYPE = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
-
-
-def read_token(path: str) -> bytes | None:
-    if not path:
-        return None
-    token = Path(path).read_text().strip().encode()
-    if not token:
-        raise ValueError(f"the auth token file {path} is empty")
-    return token
 
 
 class App:
@@ -93,7 +84,7 @@ class App:
 
     def authorize(self, scope: Scope) -> None:
         if self.token is not None:
-            check_bearer(scope, self.token)
+            authorize(scope, self.token)
 
     @staticmethod
     def only_get(scope: Scope) -> None:

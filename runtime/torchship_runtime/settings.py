@@ -8,7 +8,7 @@ import argparse
 import json
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .protocol import TensorMetadata
@@ -44,6 +44,14 @@ class RuntimeSettings(BaseSettings):
     )
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
+    grpc_port: int = Field(
+        8081, ge=0, le=65535, description="OIP v2 gRPC and grpc.health.v1 (0: no gRPC)"
+    )
+    tls_cert_file: str = Field("", description="PEM certificate (chain): HTTPS and gRPC over TLS")
+    tls_key_file: str = Field("", description="PEM private key of tls_cert_file")
+    tls_reload_seconds: float = Field(
+        10.0, gt=0, description="how often the certificate files are checked for a rotation"
+    )
     model_cache_dir: str = Field("/var/cache/torchship", description="where downloads are kept")
     pvc_root: str = Field("/mnt/models", description="pvc://claim/path -> {pvc_root}/claim/path")
     drain_seconds: float = Field(
@@ -56,6 +64,18 @@ class RuntimeSettings(BaseSettings):
     auth_token_file: str = Field("", description="bearer token file; health and metrics stay open")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0: torch's default)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def tls_pair(self) -> RuntimeSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ValueError(f"grpc_port {self.grpc_port} is the REST port too")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert_file)
 
     @field_validator("model_inputs", "model_outputs", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -50,17 +51,29 @@ def reference(model: nn.Module, *inputs: torch.Tensor):
         return model(*inputs)
 
 
+def unverified() -> ssl.SSLContext:
+    """For readiness only: over TLS, whatever certificate the runtime serves will do."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class Runtime:
     """One runtime process; `url` once it answers ready."""
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port()
+        self.tls = bool(env.get("TORCHSHIP_TLS_CERT_FILE"))
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        self.grpc_address = f"127.0.0.1:{self.grpc_port}"
         self.log = workdir / f"runtime-{self.port}.log"
         environment = {
             **os.environ,
             "TORCHSHIP_HOST": "127.0.0.1",
             "TORCHSHIP_PORT": str(self.port),
+            "TORCHSHIP_GRPC_PORT": str(self.grpc_port),
             "TORCHSHIP_MODEL_CACHE_DIR": str(workdir / "cache"),
             "TORCHSHIP_DRAIN_SECONDS": "0",
             "TORCHSHIP_TORCH_THREADS": "1",
@@ -83,7 +96,9 @@ class Runtime:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"runtime exited {self.proc.returncode}:\n{self.output()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as r:
+                context = unverified() if self.tls else None
+                ready = f"{self.url}/v2/health/ready"
+                with urllib.request.urlopen(ready, timeout=2, context=context) as r:
                     if r.status == 200:
                         return self
             except OSError:

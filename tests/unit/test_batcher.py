@@ -6,6 +6,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import torch
 
@@ -117,3 +118,27 @@ def test_a_failing_batch_fails_only_its_own_requests():
         bad.result()
     assert torch.equal(good.result()["y"], torch.full((1, 4), 2.0))
     assert torch.equal(after["y"], torch.full((1, 3), 2.0))  # the batcher keeps serving
+
+
+def test_numpy_inputs_batch_too_bytes_included():
+    """Batched handlers get numpy arrays (BYTES as object arrays): joined and split the same way."""
+    seen: list[int] = []
+
+    def upper(batch):
+        text = batch["text"]
+        seen.append(len(text))
+        time.sleep(0.01)
+        return {"upper": np.array([[t.upper()] for t in text[:, 0]], dtype=object)}
+
+    async def scenario():
+        batcher = await make(upper)
+        return await asyncio.gather(
+            *(
+                batcher.submit({"text": np.array([[f"r{i}".encode()]], dtype=object)})
+                for i in range(6)
+            )
+        )
+
+    results = run(scenario())
+    assert [out["upper"].tolist() for out in results] == [[[f"R{i}".encode()]] for i in range(6)]
+    assert len(seen) < 6 and sum(seen) == 6

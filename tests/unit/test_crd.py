@@ -79,7 +79,7 @@ def test_every_spec_and_status_field_is_described(schema):
 def test_defaults_and_enums_survive(schema):
     spec = schema["properties"]["spec"]
     assert at(spec, "replicas")["default"] == 1
-    assert at(spec, "service")["default"] == {"port": 8080}
+    assert at(spec, "service")["default"] == {"port": 8080, "grpcPort": 8081}
     assert at(spec, "runtime")["default"]["batching"] == {
         "enabled": True,
         "maxBatchSize": 32,

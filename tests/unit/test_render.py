@@ -204,10 +204,39 @@ def test_service_narrows_to_the_serving_revision_while_another_runs_beside_it():
 
 def test_service_port_and_url():
     s = spec(service={"port": 9000})
-    (port,) = render.render_service(OWNER, s)["spec"]["ports"]
-    assert port == {"name": "http", "port": 9000, "targetPort": "http", "protocol": "TCP"}
+    http, grpc = render.render_service(OWNER, s)["spec"]["ports"]
+    assert http == {"name": "http", "port": 9000, "targetPort": "http", "protocol": "TCP"}
+    assert grpc == {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP"}
     assert render.service_url(OWNER, s) == "http://mlp.ml.svc.cluster.local:9000"
+    assert render.grpc_address(OWNER, s) == "mlp.ml.svc.cluster.local:8081"
     assert render.selector_string("mlp") == "torchship.dev/modelservice=mlp"
+
+
+def test_grpc_port_zero_turns_grpc_off():
+    s = spec(service={"grpcPort": 0})
+    assert [p["name"] for p in render.render_service(OWNER, s)["spec"]["ports"]] == ["http"]
+    assert [p["name"] for p in pod(s)["containers"][0]["ports"]] == ["http"]
+    assert env(s)["TORCHSHIP_GRPC_PORT"] == "0"
+    assert render.grpc_address(OWNER, s) is None
+
+
+def test_tls_mounts_the_secret_and_probes_speak_https():
+    s = spec(tls={"secretRef": {"name": "mlp-tls"}})
+    p = pod(s)
+    (volume,) = [v for v in p["volumes"] if v["name"] == "tls"]
+    assert volume["secret"]["secretName"] == "mlp-tls"
+    assert [i["key"] for i in volume["secret"]["items"]] == ["tls.crt", "tls.key"]
+    (mount,) = [m for m in p["containers"][0]["volumeMounts"] if m["name"] == "tls"]
+    assert mount == {"name": "tls", "mountPath": render.TLS_DIR, "readOnly": True}
+    assert "subPath" not in mount  # a renewed Secret reaches the pod only without subPath
+    values = env(s)
+    assert values["TORCHSHIP_TLS_CERT_FILE"] == f"{render.TLS_DIR}/tls.crt"
+    assert values["TORCHSHIP_TLS_KEY_FILE"] == f"{render.TLS_DIR}/tls.key"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert p["containers"][0][probe]["httpGet"]["scheme"] == "HTTPS"
+    assert render.service_url(OWNER, s) == "https://mlp.ml.svc.cluster.local:8080"
+    assert render.revision_hash(s, IMAGE) != render.revision_hash(spec(), IMAGE)
+    assert "TORCHSHIP_TLS_CERT_FILE" not in env(spec())
 
 
 # -- the pod -------------------------------------------------------------------------------------
@@ -233,6 +262,7 @@ def test_runtime_contract_env():
         "TORCHSHIP_MAX_BATCH_SIZE": "32",
         "TORCHSHIP_MAX_DELAY_MS": "2.5",
         "TORCHSHIP_PORT": "8080",
+        "TORCHSHIP_GRPC_PORT": "8081",
         "TORCHSHIP_MODEL_CACHE_DIR": "/var/cache/torchship",
         "TORCHSHIP_PVC_ROOT": "/mnt/models",
         "TORCHSHIP_DRAIN_SECONDS": "10",
@@ -292,7 +322,10 @@ def test_volumes_shm_cache_and_pvc():
 
 def test_probes_hit_the_runtime_health_endpoints():
     container = pod(spec())["containers"][0]
-    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
+    ]
     assert container["startupProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}

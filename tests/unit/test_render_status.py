@@ -192,6 +192,13 @@ def test_a_rollout_step_that_waits_is_named():
     assert brief(s)["Degraded"] == ("False", "AsExpected")
 
 
+def test_grpc_address_beside_the_url():
+    s = compute([deployment()], grpc_address="mlp.ml.svc.cluster.local:8081")
+    assert s["url"] == "http://mlp.ml.svc.cluster.local:8080"
+    assert s["grpcAddress"] == "mlp.ml.svc.cluster.local:8081"
+    assert "grpcAddress" not in compute([deployment()])
+
+
 def test_scaled_to_zero():
     s = compute([deployment(replicas=0, ready=0)], total=0)
     assert brief(s)["Ready"] == ("False", "ScaledToZero")

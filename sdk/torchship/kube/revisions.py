@@ -93,12 +93,18 @@ def history(ms: ModelService, deployments: Sequence[Mapping[str, Any]]) -> list[
 
 def choose(revisions: Sequence[Revision], to: str | None) -> Revision:
     """The revision `to` names (its hash, a prefix of it, or its model.version; the newest when
-    several match), or, with no `to`, the newest one the spec does not ask for now."""
-    others = [r for r in revisions if not r.current]
+    several match), or, with no `to`, the one before the revision the spec asks for now (the
+    newest kept revision created before it), as `kubectl rollout undo` goes back one."""
     if to is None:
-        if not others:
+        current = next((r for r in revisions if r.current), None)
+        older = [
+            r
+            for r in revisions
+            if not r.current and (current is None or (r.created or "") < (current.created or ""))
+        ]
+        if not older:
             raise NothingToDo("no earlier revision to roll back to")
-        return others[0]
+        return older[0]
     matches = [r for r in revisions if r.revision.startswith(to) or r.version == to]
     if not matches:
         known = ", ".join(r.label for r in revisions) or "none"

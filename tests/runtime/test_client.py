@@ -172,6 +172,7 @@ def test_bearer_token(model, tmp_path: Path):
         "TORCHSHIP_MODEL_URI": f"file://{path}",
         "TORCHSHIP_MODEL_FORMAT": "torchscript",
         "TORCHSHIP_MODEL_NAME": "mlp",
+        "TORCHSHIP_MODEL_INPUTS": INPUTS,
         "TORCHSHIP_AUTH_TOKEN_FILE": str(tmp_path / "token"),
     }
     with serving(tmp_path, **env) as running:

@@ -31,12 +31,14 @@ def services_for(control_plane, namespace: str) -> ModelServices:
 
 def model_service(name: str, version: str, **spec) -> ModelService:
     source = ModelSource(uri=URI, format="torchscript", version=version)
-    return ModelService(metadata=Metadata(name=name), spec=ModelServiceSpec(model=source, **spec))
+    return ModelService.of(name, model=source, **spec)
 
 
 def test_apply_get_wait_history_delete(control_plane, operator, namespace):
     services = services_for(control_plane, namespace)
-    stored = services.apply(model_service("sdk", "v1", replicas=2))
+    source = ModelSource(uri=URI, format="torchscript", version="v1")
+    spec = ModelServiceSpec(model=source, replicas=2)
+    stored = services.apply(ModelService(metadata=Metadata(name="sdk"), spec=spec))
     assert stored.metadata.generation == 1
     assert stored.spec.replicas == 2 and stored.spec.runtime.device == "auto"  # server defaults
     raw = get_json(control_plane, "msvc", "sdk", "-n", namespace, "--show-managed-fields")

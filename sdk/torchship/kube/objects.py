@@ -40,6 +40,12 @@ class ModelService(BaseModel):
     spec: api.ModelServiceSpec
     status: api.ModelServiceStatus | None = None
 
+    @classmethod
+    def of(cls, name: str, **spec: Any) -> ModelService:
+        """`ModelService.of("mlp", model=ModelSource(...), replicas=2)`: a new object by name,
+        the keywords being ModelServiceSpec's fields."""
+        return cls(metadata=Metadata(name=name), spec=api.ModelServiceSpec(**spec))
+
     @property
     def name(self) -> str:
         return self.metadata.name

@@ -51,13 +51,17 @@ class ModelService(BaseModel):
         return self.metadata.name
 
     def manifest(self) -> dict[str, Any]:
-        """The object to apply: what its author sets, nothing the server owns."""
+        """The object to apply: the fields its author set, and no more. Defaults stay the API
+        server's, so an apply never claims spec.replicas from an autoscaler, say."""
         meta = self.metadata.model_dump(include={"name", "namespace", "labels", "annotations"})
+        spec = self.spec.model_dump(
+            mode="json", by_alias=True, exclude_unset=True, exclude_none=True
+        )
         return {
             "apiVersion": api.API_VERSION,
             "kind": api.KIND,
             "metadata": {k: v for k, v in meta.items() if v is not None},
-            "spec": self.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "spec": spec,
         }
 
     def condition(self, kind: str) -> api.Condition | None:

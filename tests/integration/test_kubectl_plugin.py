@@ -187,9 +187,22 @@ def test_errors_and_exit_codes(control_plane, operator, namespace, kubectl_torch
 
 
 def test_infer_through_a_given_url(control_plane, operator, namespace, kubectl_torchship, tmp_path):
-    # The ModelService names the served model; the runtime serves it on loopback.
+    # The ModelService names the served model and its token's Secret; the runtime serves that
+    # model on loopback with that token.
     served = {"uri": "file:///m.pt", "format": "torchscript", "name": "mlp"}
-    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=msvc("scorer", model=served))
+    auth = {"tokenSecretRef": {"name": "scorer-token"}}
+    manifest = msvc("scorer", model=served, auth=auth)
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+    control_plane.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "scorer-token",
+        "-n",
+        namespace,
+        "--from-literal=token=s3cret",
+    )
+    (tmp_path / "token").write_text("s3cret\n")
     model = save_mlp(tmp_path / "mlp.pt")
     x = np.linspace(-1, 1, 2 * 64, dtype=np.float32).reshape(2, 64)
     with torch.inference_mode():
@@ -197,13 +210,17 @@ def test_infer_through_a_given_url(control_plane, operator, namespace, kubectl_t
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "x.json").write_text(json.dumps(x.astype(np.float64).tolist()))
     (tmp_path / "bad.json").write_text(json.dumps([[1.0, 2.0]]))
-    with runtime_server(tmp_path, **mlp_env(tmp_path / "mlp.pt", name="mlp")) as runtime:
+    env = mlp_env(tmp_path / "mlp.pt", name="mlp") | {
+        "TORCHSHIP_AUTH_TOKEN_FILE": str(tmp_path / "token")
+    }
+    with runtime_server(tmp_path, **env) as runtime:
         url = ["--url", runtime.url, "-n", namespace]
         npy, bad = f"input__0={tmp_path / 'x.npy'}", f"input__0={tmp_path / 'bad.json'}"
-        out = kubectl_torchship("infer", "scorer", "--input", npy, *url)
+        out = kubectl_torchship("infer", "scorer", "--input", npy, *url)  # token from the Secret
         lines = out.stdout.splitlines()
         assert lines[0] == "model mlp"
         assert lines[1] == "output__0   float32   shape [2, 10]"
+        assert lines[2].startswith("[[")
         saved = tmp_path / "out"
         done = kubectl_torchship(
             "infer", "scorer", "-i", f"input__0={tmp_path / 'x.json'}", *url, "-o", "json",
@@ -214,8 +231,9 @@ def test_infer_through_a_given_url(control_plane, operator, namespace, kubectl_t
         np.testing.assert_allclose(got, want, atol=1e-5)  # JSON input cast to the model's FP32
         np.testing.assert_allclose(np.load(saved / "output__0.npy"), want, atol=1e-5)
         refused = kubectl_torchship("infer", "scorer", "-i", bad, *url, code=6)
-        assert "expected shape [-1, 64]" in refused.stderr
-        assert refused.stderr.startswith("error: ")
+        assert refused.stderr.startswith("error: input input__0: expected shape [-1, 64]")
+        denied = kubectl_torchship("infer", "scorer", "-i", npy, *url, "--token", "nope", code=6)
+        assert denied.stderr.startswith("error: ") and "(401 from" in denied.stderr
         kubectl_torchship("infer", "scorer", "-i", "input__0", *url, code=2)
     gone = kubectl_torchship("infer", "scorer", "-i", npy, *url, code=6)
     assert f"cannot reach {runtime.url}" in gone.stderr

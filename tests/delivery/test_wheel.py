@@ -4,6 +4,7 @@ their dependencies, and no torch."""
 from __future__ import annotations
 
 import email
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,9 +14,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_wheel_carries_the_sdk_and_the_plugin(tmp_path: Path):
+    # Built from a copy: setuptools leaves build/ and *.egg-info where it builds.
+    source = tmp_path / "src"
+    for part in ("operator", "runtime", "sdk"):
+        shutil.copytree(ROOT / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / part, source / part)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path), str(ROOT)],
+         "-w", str(tmp_path), str(source)],
         check=True, capture_output=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     [wheel] = tmp_path.glob("torchship-*.whl")

@@ -169,8 +169,9 @@ def settle(
 
 
 class _Calls(abc.ABC):
-    """The protocol's calls, shared by both clients; `_run` is the transport (a gRPC client of
-    the same protocol would be a third `_run`)."""
+    """The protocol's calls over REST, shared by both clients; `_run` sends one. A client of
+    another transport of the protocol (gRPC) offers these same methods and returns the same
+    InferResult, reusing `tensors` for the arrays."""
 
     @abc.abstractmethod
     def _run(self, call: Call) -> Any: ...

@@ -245,10 +245,9 @@ def not_ready(ms: ModelService, waited: float | None) -> NotReady:
     return NotReady(ms.name, reason, message, waited)
 
 
-def event_time(event: dict[str, Any]) -> str:
-    return (
-        event.get("lastTimestamp")
-        or event.get("eventTime")
-        or event["metadata"].get("creationTimestamp")
-        or ""
-    )
+def event_time(event: dict[str, Any]) -> tuple[str, int]:
+    """When it last happened; ties (timestamps have whole seconds) in the order written."""
+    meta = event["metadata"]
+    when = event.get("lastTimestamp") or event.get("eventTime") or meta.get("creationTimestamp")
+    version = meta.get("resourceVersion", "")
+    return when or "", int(version) if version.isdigit() else 0

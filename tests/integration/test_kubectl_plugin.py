@@ -237,3 +237,8 @@ def test_infer_through_a_given_url(control_plane, operator, namespace, kubectl_t
         kubectl_torchship("infer", "scorer", "-i", "input__0", *url, code=2)
     gone = kubectl_torchship("infer", "scorer", "-i", npy, *url, code=6)
     assert f"cannot reach {runtime.url}" in gone.stderr
+    # Without --url it goes through `kubectl port-forward service/scorer`. kwok's nodes have
+    # no kubelet (the API server dials 127.0.0.1:10250 for them), so here that stops at
+    # kubectl's own error, passed on as an inference failure.
+    forward = kubectl_torchship("infer", "scorer", "-i", npy, "-n", namespace, code=6)
+    assert forward.stderr.startswith("error: kubectl port-forward service/scorer: error: ")

@@ -3,11 +3,15 @@ the errors a user meets (unknown names, specs the API server rejects, waits that
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 from helpers import get_json
 
 from torchship.kube import (
     CanaryStep,
+    Conflict,
     GpuSpec,
     Invalid,
     Metadata,
@@ -60,6 +64,19 @@ def test_apply_get_wait_history_delete(control_plane, operator, namespace):
 
     # The same apply again changes nothing.
     assert services.apply(model_service("sdk", "v1", replicas=2)).metadata.generation == 1
+    # Only the fields the author set are applied: unset, spec.replicas stays whoever's it is.
+    assert "replicas" not in model_service("sdk", "v1").manifest()["spec"]
+    # A field another manager owns: Conflict with the server's words, unless forced.
+    other = {"apiVersion": "torchship.dev/v1alpha1", "kind": "ModelService",
+             "metadata": {"name": "sdk"}, "spec": {"replicas": 3}}  # fmt: skip
+    apply = ["apply", "--server-side", "--force-conflicts", "--field-manager=someone"]
+    control_plane.kubectl(*apply, "-n", namespace, "-f", "-", input=json.dumps(other))
+    with pytest.raises(Conflict) as conflict:
+        services.apply(model_service("sdk", "v1", replicas=2))
+    assert conflict.value.status == 409
+    assert 'conflict with "someone"' in conflict.value.message
+    assert ".spec.replicas" in conflict.value.message
+    assert services.apply(model_service("sdk", "v1", replicas=2), force=True).spec.replicas == 2
     reasons = [e["reason"] for e in services.events("sdk")]
     assert "RevisionCreated" in reasons
 
@@ -99,6 +116,21 @@ def test_errors_carry_the_api_servers_and_operators_words(control_plane, operato
     assert late.value.reason == "Unschedulable"
     assert "nodes are available" in late.value.message
     assert str(late.value).startswith("nowhere is not ready after 15s: Unschedulable: 0/")
+
+    # A rollout that aborts (its pods cannot be placed) fails the wait at once, with the cause.
+    services.apply(model_service("stuck", "v1"))
+    services.wait_ready("stuck", timeout=60)
+    deadline = RolloutSpec(progress_deadline_seconds=10)
+    b200 = GpuSpec(count=1, product="NVIDIA-B200")
+    services.apply(model_service("stuck", "v2", gpu=b200, rollout=deadline))
+    services.wait("stuck", lambda ms: ms.rollout.get("phase") == "Aborted", timeout=60)
+    started = time.monotonic()
+    with pytest.raises(NotReady) as aborted:
+        services.wait_ready("stuck", timeout=60)
+    assert time.monotonic() - started < 10
+    assert aborted.value.reason == "Unschedulable"
+    assert "traffic went back to revision" in aborted.value.message
+    assert aborted.value.message in str(aborted.value)
 
 
 def test_canary_promote_abort_and_rollback(control_plane, operator, namespace):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import wait_for
 from runtime_harness import mlp_env, runtime_server, save_mlp
 from test_modelservice import msvc
 
@@ -93,7 +94,13 @@ def test_status_promote_abort_rollback_as_a_person_reads_them(
 
     apply(control_plane, namespace, "web", "v2", replicas=2, rollout=CANARY)
     wait_phase(control_plane, namespace, "web", "Paused")
-    out = kubectl_torchship("status", "web", *ns).stdout
+
+    def status_once_told(reason: str) -> str | None:
+        # Events follow the status write that the wait saw.
+        out = kubectl_torchship("status", "web", *ns).stdout
+        return out if reason in out else None
+
+    out = wait_for(lambda: status_once_told("CanaryStepReached"))
     lines = out.splitlines()
     ms = json.loads(control_plane.kubectl("get", "msvc", "web", *ns, "-o", "json").stdout)
     rollout = ms["status"]["rollout"]

@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from helpers import get_json
+from helpers import get_json, wait_for
 
 from torchship.kube import (
     CanaryStep,
@@ -77,8 +77,7 @@ def test_apply_get_wait_history_delete(control_plane, operator, namespace):
     assert 'conflict with "someone"' in conflict.value.message
     assert ".spec.replicas" in conflict.value.message
     assert services.apply(model_service("sdk", "v1", replicas=2), force=True).spec.replicas == 2
-    reasons = [e["reason"] for e in services.events("sdk")]
-    assert "RevisionCreated" in reasons
+    wait_for(lambda: "RevisionCreated" in [e["reason"] for e in services.events("sdk")])
 
     services.delete("sdk", wait=True)
     with pytest.raises(NotFound):
@@ -167,7 +166,8 @@ def test_canary_promote_abort_and_rollback(control_plane, operator, namespace):
     assert aborted.spec.model.version == "v2"
     ready = services.wait_ready("canary", timeout=60)
     assert ready.rollout["phase"] == "Stable"
-    assert "RolloutAbandoned" in [e["reason"] for e in services.events("canary")]
+    # Events follow the status write that a wait sees.
+    wait_for(lambda: "RolloutAbandoned" in [e["reason"] for e in services.events("canary")])
     roles = {r.version: (r.role, r.weight) for r in services.history("canary")}
     assert roles == {"v3": ("", 0), "v2": ("stable", 100), "v1": ("", 0)}
 

@@ -185,8 +185,11 @@ def test_errors_and_exit_codes(control_plane, operator, namespace, kubectl_torch
 
     gpu = {"count": 1, "product": "NVIDIA-B200"}
     apply(control_plane, namespace, "nowhere", "v1", gpu=gpu)
-    late = kubectl_torchship("wait", "nowhere", "-n", namespace, "--timeout", "10", code=5)
-    assert late.stderr.startswith("error: nowhere is not ready after 10s: Unschedulable: 0/")
+    control_plane.kubectl(
+        "wait", "-n", namespace, "--for=condition=Degraded", "msvc/nowhere", "--timeout=60s"
+    )  # the scheduler has had its say
+    late = kubectl_torchship("wait", "nowhere", "-n", namespace, "--timeout", "3", code=5)
+    assert late.stderr.startswith("error: nowhere is not ready after 3s: Unschedulable: 0/")
     out = kubectl_torchship("status", "nowhere", "-n", namespace).stdout
     assert "Ready:       False   Unschedulable: 0/" in out
     conditions = {columns(line)[0]: columns(line)[1:] for line in section(out, "Conditions")}

@@ -110,11 +110,17 @@ def test_errors_carry_the_api_servers_and_operators_words(control_plane, operato
 
     # No node has this GPU: the wait times out with the scheduler's reason.
     services.apply(model_service("nowhere", "v1", gpu=GpuSpec(count=1, product="NVIDIA-B200")))
+
+    def degraded(ms: ModelService) -> bool:
+        cond = ms.condition("Degraded")
+        return cond is not None and cond.status == "True"
+
+    services.wait("nowhere", degraded, timeout=60)  # the scheduler has had its say
     with pytest.raises(NotReady) as late:
-        services.wait_ready("nowhere", timeout=15)
+        services.wait_ready("nowhere", timeout=3)
     assert late.value.reason == "Unschedulable"
     assert "nodes are available" in late.value.message
-    assert str(late.value).startswith("nowhere is not ready after 15s: Unschedulable: 0/")
+    assert str(late.value).startswith("nowhere is not ready after 3s: Unschedulable: 0/")
 
     # A rollout that aborts (its pods cannot be placed) fails the wait at once, with the cause.
     services.apply(model_service("stuck", "v1"))

@@ -88,20 +88,19 @@ def history(ms: ModelService, deployments: Sequence[Mapping[str, Any]]) -> list[
                 current=spec is not None and revision_fields(spec) == wanted,
             )
         )
-    return sorted(out, key=lambda r: (r.created or "", r.revision), reverse=True)
+    # Timestamps have whole seconds: within one, the spec's revision and then a rollout's
+    # target are the newer ones.
+    return sorted(out, key=lambda r: (r.created or "", r.current, r.role == "target"), reverse=True)
 
 
 def choose(revisions: Sequence[Revision], to: str | None) -> Revision:
-    """The revision `to` names (its hash, a prefix of it, or its model.version; the newest when
-    several match), or, with no `to`, the one before the revision the spec asks for now (the
-    newest kept revision created before it), as `kubectl rollout undo` goes back one."""
+    """From `revisions` in `history`'s order (newest first): the one `to` names (its hash, a
+    prefix of it, or its model.version; the newest when several match), or, with no `to`, the
+    one created before the revision the spec asks for now (`kubectl rollout undo` goes back
+    one the same way)."""
     if to is None:
-        current = next((r for r in revisions if r.current), None)
-        older = [
-            r
-            for r in revisions
-            if not r.current and (current is None or (r.created or "") < (current.created or ""))
-        ]
+        current = next((i for i, r in enumerate(revisions) if r.current), None)
+        older = list(revisions) if current is None else list(revisions[current + 1 :])
         if not older:
             raise NothingToDo("no earlier revision to roll back to")
         return older[0]

@@ -14,6 +14,7 @@ from torchship.kube import (
     Conflict,
     GpuSpec,
     Invalid,
+    KubeError,
     Metadata,
     ModelService,
     ModelServices,
@@ -24,6 +25,7 @@ from torchship.kube import (
     NotReady,
     RolloutSpec,
 )
+from torchship.kube.session import connect
 
 URI = "https://models.example.com/m.pt"
 MANUAL_CANARY = RolloutSpec(strategy="Canary", steps=[CanaryStep(weight=50)])
@@ -198,3 +200,39 @@ def test_canary_promote_abort_and_rollback(control_plane, operator, namespace):
     assert raw["spec"]["model"]["version"] == "v3"
     assert "promotedStep" not in raw["spec"]["rollout"]
     assert raw["metadata"]["generation"] > 1
+
+
+def test_in_cluster_with_a_service_accounts_token(control_plane, operator, namespace, tmp_path):
+    # What a pod has: the service account's token, the cluster CA and its namespace, mounted;
+    # and the API server's address in its environment.
+    kubectl = control_plane.kubectl
+    kubectl("create", "serviceaccount", "reader", "-n", namespace)
+    kubectl("create", "role", "reader", "-n", namespace, "--verb=get,list",
+            "--resource=modelservices.torchship.dev,deployments.apps,events")  # fmt: skip
+    kubectl("create", "rolebinding", "reader", "-n", namespace, "--role=reader",
+            f"--serviceaccount={namespace}:reader")  # fmt: skip
+    token = kubectl("create", "token", "reader", "-n", namespace).stdout.strip()
+    (tmp_path / "token").write_text(token)
+    (tmp_path / "ca.crt").write_bytes((control_plane.pki / "ca.crt").read_bytes())
+    (tmp_path / "namespace").write_text(namespace)
+    host, port = control_plane.server.removeprefix("https://").rsplit(":", 1)
+    env = {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
+    admin = services_for(control_plane, namespace)
+    admin.apply(model_service("seen", "v1"))
+    admin.wait_ready("seen", timeout=60)
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        session = connect(in_cluster=True, service_account=tmp_path)
+    reader = ModelServices(session=session)
+    assert reader.namespace == namespace  # the pod's own
+    assert reader.get("seen").spec.model.version == "v1"
+    assert [(r.version, r.role) for r in reader.history("seen")] == [("v1", "stable")]
+    assert reader.events("seen")  # events are readable with the same rights
+    with pytest.raises(KubeError) as forbidden:
+        reader.apply(model_service("seen", "v2"))
+    assert forbidden.value.status == 403
+    assert f'User "system:serviceaccount:{namespace}:reader" cannot patch' in (
+        forbidden.value.message
+    )

@@ -14,7 +14,9 @@ from kubernetes import client, config
 
 from .errors import Conflict, Invalid, KubeError, NotFound
 
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# What Kubernetes mounts into every pod: the service account's token, the cluster CA, the
+# pod's namespace.
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 @dataclass
@@ -73,23 +75,32 @@ def has_kubeconfig(kubeconfig: str | None) -> bool:
 
 
 def connect(
-    context: str | None = None, kubeconfig: str | None = None, namespace: str | None = None
+    context: str | None = None,
+    kubeconfig: str | None = None,
+    namespace: str | None = None,
+    *,
+    in_cluster: bool | None = None,
+    service_account: Path = SERVICE_ACCOUNT,
 ) -> Session:
     """kubectl's order: a kubeconfig when there is one (or a context is named), else the pod's
-    service account."""
-    if context or has_kubeconfig(kubeconfig):
+    service account. `in_cluster=True` takes the service account whatever is there."""
+    if in_cluster is None:
+        in_cluster = not (context or has_kubeconfig(kubeconfig))
+    if not in_cluster:
         api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
         if namespace is None:
-            _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+            contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
             if context:
-                contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)
                 active = next((c for c in contexts if c["name"] == context), active)
             namespace = (active or {}).get("context", {}).get("namespace")
     else:
         configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
+        config.incluster_config.InClusterConfigLoader(
+            token_filename=str(service_account / "token"),
+            cert_filename=str(service_account / "ca.crt"),
+        ).load_and_set(configuration)
         api_client = client.ApiClient(configuration)
-        if namespace is None and SERVICE_ACCOUNT_NAMESPACE.exists():
-            namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+        if namespace is None and (service_account / "namespace").exists():
+            namespace = (service_account / "namespace").read_text().strip()
     api_client.user_agent = "torchship-sdk"
     return Session(api_client, namespace or "default", context, kubeconfig)

@@ -173,7 +173,7 @@ def history(services: ModelServices, opts: Options, args: argparse.Namespace) ->
     return Exit.OK
 
 
-def changed(services: ModelServices, opts: Options, ms: ModelService, text: str) -> int:
+def changed(opts: Options, ms: ModelService, text: str) -> int:
     say(ms.model_dump_json(by_alias=True, exclude_none=True, indent=2) if opts.json else text)
     return Exit.OK
 
@@ -182,7 +182,7 @@ def promote(services: ModelServices, opts: Options, args: argparse.Namespace) ->
     ms = services.promote(args.name, step=args.step)
     step = ms.spec.rollout.promoted_step
     text = f"{qualified(services, args.name)} promoted: spec.rollout.promotedStep is {step}"
-    return changed(services, opts, ms, text)
+    return changed(opts, ms, text)
 
 
 def abort(services: ModelServices, opts: Options, args: argparse.Namespace) -> int:
@@ -194,19 +194,19 @@ def abort(services: ModelServices, opts: Options, args: argparse.Namespace) -> i
         f"{qualified(services, args.name)} aborted: the spec is back on the stable revision "
         f"{stable}{version}; traffic returns to it"
     )
-    return changed(services, opts, ms, text)
+    return changed(opts, ms, text)
 
 
 def rollback(services: ModelServices, opts: Options, args: argparse.Namespace) -> int:
-    target = services.rollback(args.name, to=args.to)
-    version = target.spec.model.version
+    ms = services.rollback(args.name, to=args.to)
+    version = ms.spec.model.version
     text = (
         f"{qualified(services, args.name)} rolling back: the spec is set to the revision of "
         f"version {version}"
         if version
         else f"{qualified(services, args.name)} rolling back"
     )
-    return changed(services, opts, target, text)
+    return changed(opts, ms, text)
 
 
 def wait(services: ModelServices, opts: Options, args: argparse.Namespace) -> int:

@@ -47,3 +47,44 @@ def test_ruff_lint_and_format_are_clean():
         [*ruff, "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def imported_names(root: Path) -> list[tuple[Path, str]]:
+    found = []
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found += [(path, a.name) for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.append((path, node.module))
+    return found
+
+
+def test_the_sdk_needs_no_torch_and_no_kopf():
+    # What `pip install torchship` gives: the clients and the plugin, on numpy, httpx and the
+    # kubernetes client; the operator's API types are shared, its runtime parts are not.
+    for path, name in imported_names(ROOT / "sdk"):
+        assert not name.startswith(("torch.", "kopf", "torchship_runtime")) and name != "torch", (
+            f"{path}: the SDK imports {name}"
+        )
+    code = (
+        "import sys, torchship.client, torchship.kube, torchship.kubectl.cli;"
+        "print(sorted(m for m in ('torch', 'kopf', 'torchship_runtime') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_base_distribution_carries_the_sdk_and_the_plugin():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    base = {r.split(">")[0].split("=")[0].split("<")[0] for r in project["project"]["dependencies"]}
+    assert {"numpy", "httpx", "kubernetes", "pydantic"} <= base
+    assert project["project"]["scripts"]["kubectl-torchship"] == "torchship.kubectl.__main__:main"
+    find = project["tool"]["setuptools"]["packages"]["find"]
+    assert "sdk" in find["where"] and "torchship.*" in find["include"]
+    assert not (ROOT / "sdk" / "operator").exists()

@@ -28,7 +28,12 @@ SHUTDOWN_SLACK_SECONDS = 20
 
 LABEL_MS = "torchship.dev/modelservice"
 LABEL_REVISION = "torchship.dev/revision"
+# On each revision's Deployment: the spec fields that made it, as JSON, so that a rollback can
+# set the ModelService's spec back to exactly that revision (`kubectl torchship rollback`).
+SPEC_ANNOTATION = "torchship.dev/spec"
 MANAGED_BY = "torchship"
+# The spec fields that shape the pods: a change to any of them is a new revision.
+REVISION_FIELDS = frozenset({"model", "runtime", "gpu", "service", "tls", "auth"})
 
 
 @dataclass(frozen=True)
@@ -92,12 +97,18 @@ def selector_string(name: str) -> str:
 
 def revision_hash(spec: api.ModelServiceSpec, image: str) -> str:
     """A short stable hash of everything that shapes the pods (not replicas or rollout)."""
-    relevant = spec.model_dump(
-        mode="json", by_alias=True, include={"model", "runtime", "gpu", "service", "tls", "auth"}
-    )
+    relevant = spec.model_dump(mode="json", by_alias=True, include=set(REVISION_FIELDS))
     relevant["image"] = image
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def revision_spec(spec: api.ModelServiceSpec) -> str:
+    """The revision's spec fields as compact JSON (what SPEC_ANNOTATION holds)."""
+    fields = spec.model_dump(
+        mode="json", by_alias=True, include=set(REVISION_FIELDS), exclude_none=True
+    )
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
 def deployment_name(name: str, revision: str) -> str:
@@ -305,6 +316,7 @@ def render_deployment(
             "name": deployment_name(owner.name, revision),
             "namespace": owner.namespace,
             "labels": labels,
+            "annotations": {SPEC_ANNOTATION: revision_spec(spec)},
             "ownerReferences": [owner.reference],
         },
         "spec": {

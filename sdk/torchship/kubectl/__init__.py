@@ -1,0 +1,1 @@
+"""The kubectl plugin: `kubectl torchship status|history|promote|abort|rollback|wait|infer`."""

@@ -21,6 +21,9 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# KServe's model server (its own environment): the inference client's compatibility test.
+[ -x .venv-peers/bin/python ] || bench/peers/setup.sh >/dev/null
+
 hack/build-testenv.sh >/dev/null
 hack/install-node-packages.sh
 if reason=$("$PYTHON" -c 'import sys; sys.path.insert(0, "hack"); import localnode; print(localnode.unavailable_reason() or "")') && [ -z "$reason" ]; then

@@ -105,5 +105,6 @@ ENV PATH=/opt/torchship/bin:$PATH \
     TORCHSHIP_MODEL_CACHE_DIR=/var/cache/torchship
 # The uid the operator gives runtime pods (runAsUser); any other non-root uid works as well.
 USER 1000:1000
-EXPOSE 8080
+# REST (OIP v2 and v1) and gRPC (OIP v2).
+EXPOSE 8080 8081
 ENTRYPOINT ["python", "-m", "torchship_runtime"]

@@ -1,6 +1,6 @@
-"""The Dockerfile, without a container engine: hadolint, its stage layout, and the commands of its
-build stages run here (the requirements program, the torch pick, the dependency resolution and
-the wheel build from exactly the files it copies)."""
+"""The Dockerfile read statically: hadolint, its stage layout, and the commands of its build
+stages run here (the requirements program, the torch pick, the dependency resolution). The
+images themselves are built by hack/build-images.sh and run as real pods in tests/node."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import tomllib
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,11 +111,17 @@ def test_final_images_run_as_a_numeric_non_root_user(target: str):
     assert entrypoint == f'["python", "-m", "{TARGETS[target]}"]'
 
 
+PACKAGE_DIRS = {"operator": "operator/torchship_operator", "runtime": "runtime/torchship_runtime"}
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_final_images_carry_no_build_tools(target: str):
     stage = STAGES[target]
     copies = stage.all("COPY")
-    assert copies == [f"--from={target}-build /opt/torchship /opt/torchship"], copies
+    assert copies == [
+        f"--from={target}-build /opt/torchship /opt/torchship",
+        f"{PACKAGE_DIRS[target]} /opt/torchship/app/{TARGETS[target]}",
+    ], copies
     for run in stage.all("RUN"):
         assert not re.search(r"pip\S* install|gcc|g\+\+|build-essential|-dev\b", run), run
         # The base's installers are removed.
@@ -126,20 +131,19 @@ def test_final_images_carry_no_build_tools(target: str):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_dependencies_are_installed_before_the_source_is_copied(target: str):
-    stage = STAGES[f"{target}-build"]
-    steps = stage.instructions
-    install = next(
-        i
-        for i, (ins, args) in enumerate(steps)
-        if ins == "RUN" and "-r /tmp/requirements.txt" in args
-    )
-    first_source = next(
-        i
-        for i, (ins, args) in enumerate(steps)
-        if ins == "COPY" and re.match(r"(operator|runtime) ", args)
-    )
-    assert install < first_source
+def test_the_package_is_the_last_layer_and_the_dependencies_never_see_it(target: str):
+    """A source change rebuilds one small layer: the builder copies no source at all, and the
+    final stage copies the package after the dependencies' environment."""
+    build = STAGES[f"{target}-build"]
+    assert not [c for c in build.all("COPY") if not c.startswith("--from=")], build.all("COPY")
+    assert any("-r /tmp/requirements.txt" in run for run in build.all("RUN"))
+    final = [ins for ins, _ in STAGES[target].instructions]
+    copies = [i for i, ins in enumerate(final) if ins == "COPY"]
+    assert final[copies[-1] + 1 :] and all(
+        ins in ("ENV", "USER", "EXPOSE", "ENTRYPOINT", "LABEL") for ins in final[copies[-1] + 1 :]
+    ), final
+    env = " ".join(STAGES[target].all("ENV"))
+    assert "PYTHONPATH=/opt/torchship/app" in env
     # What the dependency layer depends on: the requirements stage, which copies pyproject only.
     assert STAGES["requirements"].all("COPY") == ["pyproject.toml ./"]
 
@@ -215,7 +219,7 @@ def copied_sources(stage: Stage) -> list[str]:
     return sources
 
 
-@pytest.mark.parametrize("stage", ["requirements", "operator-build", "runtime-build"])
+@pytest.mark.parametrize("stage", ["requirements", "operator", "runtime"])
 def test_copied_files_exist_in_the_context(stage: str):
     for source in copied_sources(STAGES[stage]):
         assert (ROOT / source).exists(), source
@@ -292,31 +296,3 @@ def test_requirements_resolve(requirements, name: str):
         text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-
-
-def test_the_copied_sources_build_the_wheel(tmp_path: Path):
-    """`pip install --no-deps .` of the build stages, from only the files they copy."""
-    src = tmp_path / "src"
-    for source in copied_sources(STAGES["operator-build"]):
-        assert copied_sources(STAGES["runtime-build"]).count(source) == 1
-        for file in context_files():
-            if file == source or file.startswith(source.rstrip("/") + "/"):
-                (src / file).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / file, src / file)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-         "--disable-pip-version-check", "--wheel-dir", str(tmp_path / "wheels"), str(src)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    (wheel,) = (tmp_path / "wheels").glob("torchship-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
-        members = set(archive.namelist())
-        entry_points = next(m for m in members if m.endswith(".dist-info/entry_points.txt"))
-        scripts = archive.read(entry_points).decode()
-    assert "torchship_operator/__main__.py" in members
-    assert "torchship_runtime/__main__.py" in members
-    assert not any(m.startswith(("operator/", "runtime/", "tests/")) for m in members)
-    assert "torchship-operator" in scripts and "torchship-runtime" in scripts

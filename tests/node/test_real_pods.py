@@ -78,6 +78,8 @@ def test_a_modelservice_is_served_by_its_pod_under_restricted_pod_security(
         )  # fmt: skip
 
     assert sh("id -u; id -g").stdout.split() == ["1000", "1000"]
+    # Nothing in the image installs packages.
+    assert sh("python -m pip --version", check=False).returncode != 0
     denied = sh("touch /opt/torchship/x", check=False)
     assert denied.returncode != 0 and "Read-only file system" in denied.stderr
     assert sh("touch /tmp/x /var/cache/torchship/x /dev/shm/x && echo ok").stdout.strip() == "ok"

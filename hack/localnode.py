@@ -145,6 +145,12 @@ class Slot:
         return SLOTS / f"{self.index}.json"
 
     @property
+    def run_dir(self) -> Path:
+        """The kubelet's root, containerd's state and socket: a short path of its own (unix
+        socket paths are limited to about a hundred bytes), emptied at every stop."""
+        return Path(f"/var/lib/torchship/node-{self.index}")
+
+    @property
     def image_store(self) -> Path:
         """containerd's root (content, snapshots, metadata), kept between runs: an imported
         image stays, and is imported again only when it changed."""
@@ -187,18 +193,22 @@ def teardown(slot: Slot, node_dir: Path | None) -> None:
         with contextlib.suppress(OSError):
             netns_inodes.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
     kill_pods(slot)
-    if node_dir is not None:
-        for pid in processes_mentioning(str(node_dir)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        wait_gone(processes_mentioning(str(node_dir)), 10)
+    # The kubelet, containerd, its shims and the relay name the node's directories.
+    markers = [str(slot.run_dir)] + ([str(node_dir)] if node_dir is not None else [])
+    leftovers = [pid for marker in markers for pid in processes_mentioning(marker)]
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    wait_gone(leftovers, 10)
     for netns_file in Path("/run/netns").glob("cni-*"):
         with contextlib.suppress(OSError):
             if os.stat(netns_file).st_ino in netns_inodes:
                 remove_netns_file(netns_file)
     if node_dir is not None:
         unmount_under(node_dir)
+    unmount_under(slot.run_dir)
     unmount_under(slot.image_store)
+    shutil.rmtree(slot.run_dir, ignore_errors=True)
     remove_cgroups(slot)
     run("ip", "link", "del", slot.host_link, check=False)
     run("ip", "netns", "del", slot.netns, check=False)
@@ -377,7 +387,7 @@ class LocalNode:
 
     @property
     def containerd_socket(self) -> Path:
-        return self.dir / "containerd" / "containerd.sock"
+        return self.slot.run_dir / "containerd.sock"
 
     @property
     def name(self) -> str:
@@ -387,8 +397,10 @@ class LocalNode:
 
     def start(self, images: list[Path], *, detach: bool, timeout: float = 120) -> None:
         started = time.monotonic()
-        for sub in ("logs", "containerd", "kubelet", "cni/net.d", "cni/ipam", "pki"):
+        for sub in ("logs", "cni/net.d", "pki"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        for sub in ("kubelet", "containerd", "ipam"):
+            (self.slot.run_dir / sub).mkdir(parents=True, exist_ok=True)
         self._network()
         self._cgroups()
         self._write_config()
@@ -493,7 +505,7 @@ class LocalNode:
         self._path("containerd.toml").write_text(
             CONTAINERD_CONFIG.format(
                 root=self.slot.image_store,
-                state=d / "containerd" / "state",
+                state=self.slot.run_dir / "containerd",
                 socket=self.containerd_socket,
                 pause=PAUSE_IMAGE,
                 cni_bin=self.cni_dir,
@@ -516,7 +528,7 @@ class LocalNode:
                                 "type": "host-local",
                                 "ranges": [[{"subnet": self.slot.pod_cidr}]],
                                 "routes": [{"dst": "0.0.0.0/0"}],
-                                "dataDir": str(d / "cni" / "ipam"),
+                                "dataDir": str(self.slot.run_dir / "ipam"),
                             },
                         },
                         {"type": "portmap", "capabilities": {"portMappings": True}},
@@ -584,7 +596,7 @@ class LocalNode:
             str(self.bin_dir / "kubelet"),
             f"--config={self._path('kubelet.yaml')}",
             f"--kubeconfig={self._path('kubelet.kubeconfig')}",
-            f"--root-dir={self.dir / 'kubelet'}",
+            f"--root-dir={self.slot.run_dir / 'kubelet'}",
             f"--cert-dir={self.dir / 'pki'}",
             f"--hostname-override={self.name}",
             f"--node-ip={self.slot.node_ip}",

@@ -31,7 +31,7 @@ def _load_testenv():
 
 testenv = _load_testenv()
 
-CLUSTER_FIXTURES = {"control_plane", "api_client", "namespace", "real_plane"}
+CLUSTER_FIXTURES = {"control_plane", "api_client", "namespace", "real_plane", "bare_plane"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -5,6 +5,8 @@ rollouts and pod deletion."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -46,7 +48,7 @@ def served_by(plane, namespace: str, name: str, mlp_file) -> None:
 
 
 def test_a_modelservice_is_served_by_its_pod_under_restricted_pod_security(
-    real_plane, restricted_namespace, mlp_file
+    real_plane, restricted_namespace, mlp_file, tmp_path
 ):
     ns, name = restricted_namespace, "mlp"
     served_by(real_plane, ns, name, mlp_file)
@@ -69,6 +71,17 @@ def test_a_modelservice_is_served_by_its_pod_under_restricted_pod_security(
     with torch.inference_mode():
         expected = model(torch.from_numpy(rows)).numpy()
     np.testing.assert_allclose(answer, expected, rtol=1e-5, atol=1e-6)
+
+    # The kubectl plugin, through its own port-forward to the Service.
+    np.save(tmp_path / "rows.npy", rows)
+    plugin = subprocess.run(
+        [sys.executable, "-m", "torchship.kubectl", "infer", name, "-n", ns,
+         "--input", f"input__0={tmp_path / 'rows.npy'}", "-o", "json"],
+        env=real_plane.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert plugin.returncode == 0, plugin.stderr
+    output = json.loads(plugin.stdout)["outputs"]["output__0"]
+    np.testing.assert_allclose(np.asarray(output["data"]), expected, rtol=1e-5, atol=1e-6)
 
     # The pod as rendered: non-root uid, read-only root, writable volumes where they belong.
     def sh(command: str, check: bool = True):

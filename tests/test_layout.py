@@ -47,3 +47,12 @@ def test_ruff_lint_and_format_are_clean():
         [*ruff, "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_modules_that_start_control_planes_of_their_own_are_marked_cluster():
+    """`make unit` (-m "not cluster") must start no control plane: the shared fixtures mark
+    their users; a module that builds its own marks itself."""
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        text = path.read_text()
+        if "ControlPlane(" in text:
+            assert "pytest.mark.cluster" in text, f"{path}: starts a control plane, not marked"

@@ -157,9 +157,11 @@ class RuntimeSpec(ApiModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: CUDA when the pod has a GPU, else CPU."""
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    """Floating point type the model runs in."""
+    """Floating point type the model runs in: its weights are cast at load, floating point
+    inputs on each request (a handler chooses its own: float32 only)."""
     quantize: Literal["none", "dynamic-int8"] = "none"
-    """dynamic-int8: quantize Linear layers at load (CPU only)."""
+    """dynamic-int8: quantize Linear layers at load (CPU, state-dict format only: it rewrites
+    an nn.Module)."""
     batching: Batching = defaulted(Batching)
     resources: Resources | None = None
     env: list[EnvVar] | None = Field(
@@ -220,8 +222,8 @@ class AutoscalingSpec(ApiModel):
     """A HorizontalPodAutoscaler on this ModelService's scale subresource: it sets
     spec.replicas, and the operator splits that total between revisions."""
 
-    min_replicas: int = Field(default=1, ge=0)
-    """Lower bound."""
+    min_replicas: int = Field(default=1, ge=1)
+    """Lower bound (at least 1: there is no scale to zero)."""
     max_replicas: int = Field(ge=1)
     """Upper bound."""
     metrics: list[MetricTarget] = Field(
@@ -265,8 +267,8 @@ class RolloutSpec(ApiModel):
     """A new revision that makes no progress this long is aborted and traffic goes back."""
     revision_history_limit: int = Field(default=3, ge=0, le=20)
     """Old revisions kept at 0 replicas for a fast rollback."""
-    traffic_routing: Literal["replicas", "gateway-api"] = "replicas"
-    """replicas: one Service, traffic split by pod count. gateway-api: HTTPRoute weights."""
+    traffic_routing: Literal["replicas"] = "replicas"
+    """replicas: one Service, traffic split by pod count (the only routing offered)."""
     promoted_step: int | None = Field(default=None, ge=0)
     """Index of the last canary step released by hand (steps without pauseSeconds wait for it).
     Declarative, so GitOps can promote."""
@@ -326,6 +328,18 @@ class ModelServiceSpec(ApiModel):
             "self.runtime.device != 'cuda' || (has(self.gpu) && self.gpu.count > 0)",
             "runtime.device cuda needs gpu.count > 0",
             fieldPath=".runtime.device",
+        ),
+        rule(
+            "self.runtime.quantize != 'dynamic-int8' || self.model.format == 'state-dict'",
+            "runtime.quantize dynamic-int8 needs model.format state-dict (an nn.Module it can "
+            "rewrite; torchscript and exported programs are fixed graphs)",
+            fieldPath=".runtime.quantize",
+        ),
+        rule(
+            "self.model.format != 'handler' || self.runtime.dtype == 'float32'",
+            "runtime.dtype float16/bfloat16 casts a torch model; a handler chooses its own "
+            "dtype: leave runtime.dtype float32",
+            fieldPath=".runtime.dtype",
         ),
     )
 

@@ -27,11 +27,10 @@ import uvloop
 
 from .dataplane import DataPlane
 from .server import App
-from .settings import RuntimeSettings, from_args
+from .settings import TERMINATION_MESSAGE_PATH, RuntimeSettings, from_args
 from .shutdown import Shutdown, install_early_handlers
 
 log = logging.getLogger("torchship.runtime")
-TERMINATION_LOG = Path("/dev/termination-log")  # Kubernetes' terminationMessagePath default
 
 
 class Server(uvicorn.Server):
@@ -40,11 +39,13 @@ class Server(uvicorn.Server):
         yield  # SIGTERM and SIGINT belong to the shutdown module
 
 
-def report_failure(message: str) -> None:
+def report_failure(message: str, path: str) -> None:
+    """The reason in the log and in the pod's termination message (Kubernetes keeps 4 KiB)."""
     log.error("%s", message)
-    if TERMINATION_LOG.parent.is_dir():
+    target = Path(path)
+    if target.parent.is_dir():
         with contextlib.suppress(OSError):
-            TERMINATION_LOG.write_text(message[-4000:])
+            target.write_text(message[-4000:])
 
 
 async def serve(settings: RuntimeSettings) -> int:
@@ -52,7 +53,7 @@ async def serve(settings: RuntimeSettings) -> int:
     try:
         app = App(plane)
     except (OSError, ValueError) as error:
-        report_failure(f"torchship-runtime: {error}")
+        report_failure(f"torchship-runtime: {error}", settings.termination_message_path)
         return 2
     config = uvicorn.Config(
         app,
@@ -76,7 +77,8 @@ async def serve(settings: RuntimeSettings) -> int:
         log.debug("load failure", exc_info=True)
         report_failure(
             f"the model could not be loaded ({settings.model_format} from "
-            f"{settings.model_uri}): {type(error).__name__}: {error}"
+            f"{settings.model_uri}): {type(error).__name__}: {error}",
+            settings.termination_message_path,
         )
         server.should_exit = True
         with contextlib.suppress(BaseException):
@@ -96,7 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = from_args(argv)
     except Exception as error:
+        path = os.environ.get("TORCHSHIP_TERMINATION_MESSAGE_PATH", TERMINATION_MESSAGE_PATH)
         print(f"torchship-runtime: invalid settings: {error}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            if Path(path).parent.is_dir():
+                Path(path).write_text(f"torchship-runtime: invalid settings: {error}"[-4000:])
         sys.exit(2)
     logging.basicConfig(
         level=settings.log_level.upper(),

@@ -149,11 +149,8 @@ class TorchModel(Model):
                 )
             module = loading.quantize_dynamic_int8(module)
         elif self.dtype != torch.float32:
-            if fmt == "exported-program":
-                raise RuntimeError(
-                    f"an exported program runs in the dtype it was exported with: export it in "
-                    f"{settings.dtype}, or serve it with dtype float32"
-                )
+            # An exported program's module() holds its weights as parameters and buffers, so it
+            # casts like any module; a graph that fixes a dtype of its own fails the warm-up.
             module = module.to(self.dtype)
         self.module = module
         if not self.inputs:

@@ -101,7 +101,8 @@ def flux_health(obj: dict[str, Any], expressions: dict[str, str] | None = None) 
     expression that cannot be evaluated (a field not there yet) leaves it in progress, as the
     kustomize-controller waits on it."""
     values = flux_evaluate(obj, expressions or flux_expressions())
-    for name, status in (("inProgress", "InProgress"), ("failed", "Failed"), ("current", "Current")):
+    order = (("inProgress", "InProgress"), ("failed", "Failed"), ("current", "Current"))
+    for name, status in order:
         value = values.get(name)
         if isinstance(value, str):
             return "InProgress"

@@ -160,8 +160,8 @@ class RuntimeSpec(ApiModel):
     """Floating point type the model runs in: its weights are cast at load, floating point
     inputs on each request (a handler chooses its own: float32 only)."""
     quantize: Literal["none", "dynamic-int8"] = "none"
-    """dynamic-int8: quantize Linear layers at load (CPU, state-dict format only: it rewrites
-    an nn.Module)."""
+    """dynamic-int8: quantize Linear layers at load (CPU, state-dict format, dtype float32: it
+    rewrites an nn.Module)."""
     batching: Batching = defaulted(Batching)
     resources: Resources | None = None
     env: list[EnvVar] | None = Field(
@@ -179,7 +179,13 @@ class RuntimeSpec(ApiModel):
             "self.quantize != 'dynamic-int8' || self.device == 'cpu'",
             "runtime.quantize dynamic-int8 runs on CPU only: set runtime.device to cpu",
             fieldPath=".quantize",
-        )
+        ),
+        rule(
+            "self.quantize != 'dynamic-int8' || self.dtype == 'float32'",
+            "runtime.quantize dynamic-int8 quantizes float32 Linear layers and computes the rest "
+            "in float32: leave runtime.dtype float32",
+            fieldPath=".dtype",
+        ),
     )
 
 

@@ -132,6 +132,13 @@ INVALID = [
     ),
     (
         {
+            "model": {"uri": "/w.pt", "format": "state-dict", "entrypoint": "m:build"},
+            "runtime": {"device": "cpu", "quantize": "dynamic-int8", "dtype": "bfloat16"},
+        },
+        "dynamic-int8 quantizes float32 Linear layers",
+    ),
+    (
+        {
             "model": {"uri": "/h.pt", "format": "handler", "entrypoint": "h:H"},
             "runtime": {"dtype": "bfloat16"},
         },

@@ -22,11 +22,18 @@ VOLATILE = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "ann
 
 
 def captured(obj: dict, name: str) -> dict:
-    """The object as a fixture: run-specific metadata dropped, times fixed."""
+    """The object as a fixture: run-specific metadata dropped, the test's namespace called
+    ml, times fixed."""
     meta = {k: v for k, v in obj["metadata"].items() if k not in VOLATILE}
-    out = {**obj, "metadata": meta | {"namespace": "ml"}}
+    text = json.dumps({**obj, "metadata": meta}, indent=2)
+    out = json.loads(text.replace(obj["metadata"]["namespace"], "ml"))
     for cond in out.get("status", {}).get("conditions", []):
         cond["lastTransitionTime"] = "2026-01-01T00:00:00Z"
+    if out.get("status", {}).get("rollout"):
+        out["status"]["rollout"] = {
+            k: ("2026-01-01T00:00:00.000000Z" if k.endswith("At") else v)
+            for k, v in out["status"]["rollout"].items()
+        }
     if os.environ.get("TORCHSHIP_CAPTURE_HEALTH_FIXTURES"):
         (FIXTURES / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
     return out

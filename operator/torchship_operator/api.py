@@ -252,7 +252,8 @@ class CanaryStep(ApiModel):
     """One canary step."""
 
     weight: int = Field(ge=1, le=100)
-    """Percent of the traffic (and replicas) on the new revision."""
+    """Percent of the replicas, and so of the traffic, on the new revision (rounded to whole
+    pods: 10% of 4 replicas is 1 pod, 25% of the traffic)."""
     pause_seconds: int | None = Field(default=None, ge=0)
     """How long to hold the step. Unset: wait until promoted (spec.rollout.promotedStep)."""
 
@@ -385,7 +386,7 @@ class RevisionStatus(ApiModel):
     version: str | None = None
     """model.version it serves."""
     weight: int = 0
-    """Percent of the traffic it takes."""
+    """Percent of the traffic it serves: its share of the ready pods behind the Service."""
     replicas: int = 0
     """Replicas wanted for it."""
     ready_replicas: int = 0

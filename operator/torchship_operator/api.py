@@ -108,6 +108,18 @@ class ModelSource(ApiModel):
             fieldPath=".entrypoint",
             reason="FieldValueRequired",
         ),
+        rule(
+            "!has(self.entrypoint) || self.format in ['state-dict', 'handler']",
+            "model.entrypoint is used by the state-dict and handler formats only: a torchscript "
+            "or exported-program file carries its own code",
+            fieldPath=".entrypoint",
+        ),
+        rule(
+            "self.format == 'handler' || !has(self.inputs) "
+            "|| self.inputs.all(i, i.datatype != 'BYTES')",
+            "BYTES inputs are served by the handler format only: a torch model takes tensors",
+            fieldPath=".inputs",
+        ),
     )
 
 

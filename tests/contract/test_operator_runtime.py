@@ -205,6 +205,22 @@ def test_the_rules_refuse_what_the_runtime_cannot_serve(fmt, runtime, message):
     assert any(message in m for m in broken_rules(SCHEMA, defaulted(SCHEMA, spec)))
 
 
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"format": "torchscript", "entrypoint": "m:build"}, "carries its own code"),
+        (
+            {"format": "exported-program", "inputs": [{"name": "q", "datatype": "BYTES",
+                                                       "shape": [-1]}]},
+            "BYTES inputs are served by the handler format only",
+        ),
+    ],
+)  # fmt: skip
+def test_the_rules_refuse_model_fields_the_format_ignores_or_cannot_take(model, message):
+    spec = {"model": {"uri": "/m"} | model}
+    assert any(message in m for m in broken_rules(SCHEMA, defaulted(SCHEMA, spec)))
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("contract")

@@ -127,6 +127,20 @@ INVALID = [
     ),
     ({"rollout": {"trafficRouting": "gateway-api"}}, 'Unsupported value: "gateway-api"'),
     (
+        {"model": {"uri": "/m.pt", "format": "torchscript", "entrypoint": "m:build"}},
+        "model.entrypoint is used by the state-dict and handler formats only",
+    ),
+    (
+        {
+            "model": {
+                "uri": "/m.pt2",
+                "format": "exported-program",
+                "inputs": [{"name": "q", "datatype": "BYTES", "shape": [-1]}],
+            }
+        },
+        "BYTES inputs are served by the handler format only",
+    ),
+    (
         {"runtime": {"device": "cpu", "quantize": "dynamic-int8"}},
         "runtime.quantize dynamic-int8 needs model.format state-dict",
     ),

@@ -114,6 +114,17 @@ def writers(plane) -> Counter:
     )
 
 
+def peers(plane) -> int:
+    result = plane.kubectl("get", "clusterkopfpeering", "torchship", "-o", "json", check=False)
+    return len(json.loads(result.stdout).get("status") or {}) if result.returncode == 0 else 0
+
+
+def resumed(running) -> bool:
+    """kopf's own log: the peer's last word was to resume (not to pause)."""
+    text = running.log.read_text()
+    return text.rfind("Resuming operations") > text.rfind("Pausing operations")
+
+
 def test_two_replicas_one_acts_and_killing_it_hands_over(plane, tmp_path):
     election = {"TORCHSHIP_LEADER_ELECTION": "true"}
     plane.kubectl(
@@ -131,7 +142,9 @@ def test_two_replicas_one_acts_and_killing_it_hands_over(plane, tmp_path):
     first = start_operator(plane, tmp_path / "a.log", user="operator-a", **election)
     second = start_operator(plane, tmp_path / "b.log", user="operator-b", **election)
     try:
-        time.sleep(8)  # peers see each other; the lower priority one pauses
+        # Not a fixed wait: the peers have seen each other and exactly one resumed.
+        wait_for(lambda: peers(plane) == 2, timeout=60, interval=0.5)
+        wait_for(lambda: sum(resumed(r) for r in (first, second)) == 1, timeout=60)
         plane.kubectl("apply", "-f", "-", input=modelservices(6, "x"))
         wait_for(lambda: all_ready(plane, 6), timeout=120, interval=1)
         time.sleep(2)

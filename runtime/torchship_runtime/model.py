@@ -147,6 +147,11 @@ class TorchModel(Model):
                     "quantize dynamic-int8 works on CPU with the state-dict format (an nn.Module "
                     f"it can rewrite); this model is {fmt} on {self.device}"
                 )
+            if self.dtype != torch.float32:
+                raise RuntimeError(
+                    f"quantize dynamic-int8 computes in float32, not {settings.dtype}: leave "
+                    "dtype float32"
+                )
             module = loading.quantize_dynamic_int8(module)
         elif self.dtype != torch.float32:
             # An exported program's module() holds its weights as parameters and buffers, so it
@@ -258,6 +263,12 @@ class HandlerModel(Model):
     def build(self, path: Any) -> None:
         if not self.settings.model_entrypoint:
             raise ValueError("the handler format needs an entrypoint (pkg.module:HandlerClass)")
+        if self.settings.dtype != "float32" or self.settings.quantize != "none":
+            # Nothing here would apply them: say so rather than serve something else.
+            raise ValueError(
+                "a handler chooses its own dtype and quantization: leave dtype float32 and "
+                "quantize none"
+            )
         handler_class = loading.import_entrypoint(self.settings.model_entrypoint, path.parent)
         self.handler = handler_class()
         if not callable(getattr(self.handler, "predict", None)):

@@ -286,6 +286,26 @@ def test_exported_program_served_in_bfloat16_and_float16(tmp_path, start_runtime
         assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, WIDTH]}]
 
 
+def test_settings_nothing_would_apply_are_refused_at_load(tmp_path, start_runtime, user_model):
+    torch.save(user_model.build_model().state_dict(), tmp_path / "w.pt")
+    base = {
+        "TORCHSHIP_MODEL_URI": str(tmp_path / "w.pt"),
+        "TORCHSHIP_MODEL_ENTRYPOINT": "usermodel:build_model",
+        "TORCHSHIP_MODEL_NAME": "r",
+    }
+    cases = {
+        "dynamic-int8 computes in float32": base
+        | {"TORCHSHIP_MODEL_FORMAT": "state-dict", "TORCHSHIP_QUANTIZE": "dynamic-int8",
+           "TORCHSHIP_DTYPE": "bfloat16"},
+        "a handler chooses its own dtype": base
+        | {"TORCHSHIP_MODEL_FORMAT": "handler", "TORCHSHIP_DTYPE": "float16"},
+    }  # fmt: skip
+    started = {message: start_runtime(**env) for message, env in cases.items()}
+    for message, running in started.items():
+        assert running.proc.wait(timeout=60) == 1
+        assert message in running.output(), running.output()
+
+
 def test_a_start_up_failure_leaves_its_reason_in_the_termination_message(tmp_path, start_runtime):
     unloadable = tmp_path / "unloadable"
     running = start_runtime(

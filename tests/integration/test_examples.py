@@ -3,11 +3,11 @@ to the cluster, Ready with its pods where it asks to be placed, and its pod's ru
 loaded by the runtime on CPU with a real model file of its format, fetched from its own source
 served on loopback.
 
-`check_example` is the one path each manifest takes: `place` says where its pods must land,
-`run_pod_settings` loads what the rendered pod would run. On the fake (kwok) nodes the pods do
-not run, so the settings are loaded here, in-process; a cluster with a node that runs the
-runtime image can check the same manifests by passing a `run_pod_settings` that waits for the
-pod itself to serve instead.
+`check_example` is the one path each manifest takes: apply, Ready, placement (`expected_nodes`),
+the `kubectl get` listing, then `run_pod_settings` on the rendered pod. On the fake (kwok) nodes
+the pods do not run, so `load_in_process` loads their settings here; for the examples that
+need no GPU (`needs_gpu`), a node that runs the runtime image can check the same manifests by
+passing a `run_pod_settings` that serves the model source and waits for the pod itself.
 """
 
 from __future__ import annotations
@@ -68,9 +68,14 @@ def the_modelservice(manifest: str, namespace: str) -> dict[str, Any]:
     return body
 
 
+def needs_gpu(body: dict[str, Any]) -> bool:
+    """GPU examples stay on the fake GPU nodes (placement); the others can run for real."""
+    return bool((body["spec"].get("gpu") or {}).get("count"))
+
+
 def expected_nodes(spec: dict[str, Any]) -> set[str]:
     gpu = spec.get("gpu") or {}
-    if not gpu.get("count"):
+    if not needs_gpu({"spec": spec}):
         return {"cpu-0"}
     if product := gpu.get("product"):
         return GPU_NODES[product]

@@ -121,26 +121,10 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
     try:
         await apply_children(owner, spec, image, desired, decision, observed, kube, outcome)
     except Refused as refused:
-        # Level-based: the status says what the API server refused, in its words; the work
-        # queue backs off (outcome.failed) rather than retrying at once.
+        # The status says what the API server refused, in its words; the work queue backs
+        # off (outcome.failed) rather than retrying at once.
         outcome.failed = True
-        failure = status.Failure("ApplyRefused", status.short(str(refused)))
-        new_status = status.compute(
-            owner=owner,
-            url=render.service_url(owner, spec),
-            generation=generation,
-            desired_revision=desired,
-            total=spec.total_replicas,
-            max_unavailable=spec.rollout.max_unavailable,
-            # Nothing new was applied: the traffic is still split as last reported.
-            weights={r["revision"]: r["weight"] for r in previous.get("revisions") or []},
-            deployments=observed.deployments,
-            pods=observed.pods,
-            previous=previous,
-            now=now_iso(),
-            rollout=previous.get("rollout"),
-            failure=failure,
-        )
+        new_status = refused_status(owner, spec, generation, desired, observed, previous, refused)
         await write_status(kube, owner, previous, new_status, outcome)
         return outcome
 
@@ -170,6 +154,34 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
     await write_status(kube, owner, previous, new_status, outcome)
     outcome.requeue_after = decision.requeue_after
     return outcome
+
+
+def refused_status(
+    owner: render.Owner,
+    spec: api.ModelServiceSpec,
+    generation: int,
+    desired: str,
+    observed: Observed,
+    previous: Mapping[str, Any],
+    refused: Refused,
+) -> dict[str, Any]:
+    """The status after a refused write: Ready False and Degraded with the API server's message;
+    the rollout state and the traffic split stay as last reported (nothing new was applied)."""
+    return status.compute(
+        owner=owner,
+        url=render.service_url(owner, spec),
+        generation=generation,
+        desired_revision=desired,
+        total=spec.total_replicas,
+        max_unavailable=spec.rollout.max_unavailable,
+        weights={r["revision"]: r["weight"] for r in previous.get("revisions") or []},
+        deployments=observed.deployments,
+        pods=observed.pods,
+        previous=previous,
+        now=now_iso(),
+        rollout=previous.get("rollout"),
+        failure=status.Failure("ApplyRefused", status.short(str(refused))),
+    )
 
 
 async def apply_children(

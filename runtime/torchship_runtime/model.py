@@ -254,7 +254,8 @@ class TorchModel(Model):
 class HandlerModel(Model):
     """A user class: `load(path, device)` (optional), `preprocess(inputs)` (optional),
     `predict(data)`, `postprocess(result)` (optional). `inputs` maps names to numpy arrays (BYTES
-    as arrays of `bytes`); the result is one array-like (output__0) or a dict of them."""
+    as arrays of `bytes`); the result is one array-like (output__0, or the one declared output's
+    name) or a dict of them."""
 
     def __init__(self, settings: RuntimeSettings) -> None:
         super().__init__(settings)
@@ -316,8 +317,9 @@ class HandlerModel(Model):
             result = handler.predict(data)
         if hasattr(handler, "postprocess"):
             result = handler.postprocess(result)
-        if not isinstance(result, dict):
-            result = {"output__0": result}
+        if not isinstance(result, dict):  # one output: the declared one's name, if one is
+            declared = self.settings.model_outputs or []
+            result = {declared[0].name if len(declared) == 1 else "output__0": result}
         return {str(name): as_output(value) for name, value in result.items()}
 
 

@@ -18,7 +18,7 @@ import celpy
 import modelfiles
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, assume, example, find, given, settings
 from hypothesis import strategies as st
 from podenv import container_env, load_as_pod, pvc_file
 
@@ -108,6 +108,9 @@ def models(draw) -> dict[str, Any]:
             "version": draw(optional(st.sampled_from(["v1", "2024-06-01", "1.0+build.7"]))),
             "name": draw(optional(st.sampled_from(["resnet", "m.v2"]))),
             "inputs": modelfiles.declared_inputs() if draw(st.booleans()) else None,
+            "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, 3]}]
+            if draw(st.booleans())
+            else None,
         }
     )
 
@@ -167,22 +170,51 @@ specs = st.builds(
 )
 
 
-def test_the_strategy_reaches_the_combinations_that_matter():
-    """The filter keeps what the rules allow: the pairs the contract is about are drawn."""
+def accepted(spec: dict[str, Any]) -> dict[str, Any] | None:
+    stored = defaulted(SCHEMA, spec)
+    return None if broken_rules(SCHEMA, stored) else stored
+
+
+@pytest.mark.parametrize(
+    ("fmt", "dtype", "quantize"),
+    [
+        ("exported-program", "bfloat16", "none"),
+        ("exported-program", "float16", "none"),
+        ("torchscript", "float16", "none"),
+        ("state-dict", "float32", "dynamic-int8"),
+        ("handler", "float32", "none"),
+    ],
+)
+def test_the_strategy_reaches_the_combinations_that_matter(fmt, dtype, quantize):
+    """The drawn specs, once the rules have filtered them, include these pairs."""
+
+    def match(spec: dict[str, Any]) -> bool:
+        stored = accepted(spec)
+        runtime = (stored or {}).get("runtime", {})
+        return (
+            bool(stored)
+            and (stored["model"]["format"], runtime["dtype"]) == (fmt, dtype)
+            and (runtime["quantize"] == quantize)
+        )
+
+    find(specs, match, settings=settings(max_examples=5000, database=None))
+
+
+def test_the_rules_filter_what_the_runtime_refuses():
+    """Over many drawn specs: no accepted one pairs dynamic-int8 with another format or dtype,
+    nor a handler with a half-precision dtype."""
     seen: set[tuple[str, str, str]] = set()
 
-    @settings(max_examples=400, deadline=None, database=None)
+    @settings(max_examples=300, deadline=None, database=None)
     @given(specs)
     def collect(spec):
-        stored = defaulted(SCHEMA, spec)
-        if not broken_rules(SCHEMA, stored):
+        if stored := accepted(spec):
             rt = stored["runtime"]
             seen.add((stored["model"]["format"], rt["dtype"], rt["quantize"]))
 
     collect()
-    assert ("exported-program", "bfloat16", "none") in seen
-    assert any(fmt == "state-dict" and quantize == "dynamic-int8" for fmt, _, quantize in seen)
-    assert not {s for s in seen if s[2] == "dynamic-int8" and s[0] != "state-dict"}
+    assert len(seen) >= 5, seen
+    assert not {s for s in seen if s[2] == "dynamic-int8" and s[:2] != ("state-dict", "float32")}
     assert not {s for s in seen if s[0] == "handler" and s[1] != "float32"}
 
 
@@ -301,10 +333,13 @@ def test_every_accepted_spec_renders_a_pod_the_runtime_serves(spec, workdir):
     assert settings_.drain_seconds == parsed.runtime.drain_seconds
     # One real request through the loaded model, as the data plane would run it.
     x = torch.linspace(-1, 1, 2 * modelfiles.WIDTH).reshape(2, modelfiles.WIDTH)
-    if fmt == "handler":
-        (out,) = model.predict({modelfiles.INPUT: x.numpy()}).values()
-    else:
-        (out,) = model.predict({modelfiles.INPUT: x}).values()
+    batch = {modelfiles.INPUT: x.numpy() if fmt == "handler" else x}
+    outputs = model.predict(batch)
+    if parsed.model.outputs:  # declared output names name what the model returns
+        assert list(outputs) == [t.name for t in parsed.model.outputs]
+    if model.outputs:  # once known (declared, or from the warm-up), metadata names the same
+        assert [m.name for m in model.outputs] == list(outputs)
+    (out,) = outputs.values()
     want = model_file.module(x)
     got = torch.as_tensor(out).float()
     tolerance = (

@@ -203,6 +203,9 @@ def test_blue_green_previews_then_switches_the_service_at_once(control_plane, op
     status = get_json(control_plane, "msvc", "bg", "-n", namespace)["status"]
     phases = {r["version"]: (r["weight"], r["phase"]) for r in status["revisions"]}
     assert phases == {"v1": (0, "Retired"), "v2": (100, "Serving")}
+    # The A10 GPUs go back before another test asks for them.
+    control_plane.kubectl("delete", "msvc/bg", "-n", namespace)
+    wait_for(lambda: not get_json(control_plane, "pods", "-n", namespace)["items"], 60)
 
 
 def test_a_canary_step_without_a_pause_waits_for_promoted_step(control_plane, operator, namespace):

@@ -88,3 +88,12 @@ def test_the_base_distribution_carries_the_sdk_and_the_plugin():
     find = project["tool"]["setuptools"]["packages"]["find"]
     assert "sdk" in find["where"] and "torchship.*" in find["include"]
     assert not (ROOT / "sdk" / "operator").exists()
+
+
+def test_modules_that_start_control_planes_of_their_own_are_marked_cluster():
+    """`make unit` (-m "not cluster") must start no control plane: the shared fixtures mark
+    their users; a module that builds its own marks itself."""
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        text = path.read_text()
+        if "ControlPlane(" in text:
+            assert "pytest.mark.cluster" in text, f"{path}: starts a control plane, not marked"

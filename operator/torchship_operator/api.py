@@ -108,6 +108,18 @@ class ModelSource(ApiModel):
             fieldPath=".entrypoint",
             reason="FieldValueRequired",
         ),
+        rule(
+            "!has(self.entrypoint) || self.format in ['state-dict', 'handler']",
+            "model.entrypoint is used by the state-dict and handler formats only: a torchscript "
+            "or exported-program file carries its own code",
+            fieldPath=".entrypoint",
+        ),
+        rule(
+            "self.format == 'handler' || !has(self.inputs) "
+            "|| self.inputs.all(i, i.datatype != 'BYTES')",
+            "BYTES inputs are served by the handler format only: a torch model takes tensors",
+            fieldPath=".inputs",
+        ),
     )
 
 
@@ -157,9 +169,11 @@ class RuntimeSpec(ApiModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: CUDA when the pod has a GPU, else CPU."""
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    """Floating point type the model runs in."""
+    """Floating point type the model runs in: its weights are cast at load, floating point
+    inputs on each request (a handler chooses its own: float32 only)."""
     quantize: Literal["none", "dynamic-int8"] = "none"
-    """dynamic-int8: quantize Linear layers at load (CPU only)."""
+    """dynamic-int8: quantize Linear layers at load (CPU, state-dict format, dtype float32: it
+    rewrites an nn.Module)."""
     batching: Batching = defaulted(Batching)
     resources: Resources | None = None
     env: list[EnvVar] | None = Field(
@@ -177,7 +191,13 @@ class RuntimeSpec(ApiModel):
             "self.quantize != 'dynamic-int8' || self.device == 'cpu'",
             "runtime.quantize dynamic-int8 runs on CPU only: set runtime.device to cpu",
             fieldPath=".quantize",
-        )
+        ),
+        rule(
+            "self.quantize != 'dynamic-int8' || self.dtype == 'float32'",
+            "runtime.quantize dynamic-int8 quantizes float32 Linear layers and computes the rest "
+            "in float32: leave runtime.dtype float32",
+            fieldPath=".dtype",
+        ),
     )
 
 
@@ -220,8 +240,8 @@ class AutoscalingSpec(ApiModel):
     """A HorizontalPodAutoscaler on this ModelService's scale subresource: it sets
     spec.replicas, and the operator splits that total between revisions."""
 
-    min_replicas: int = Field(default=1, ge=0)
-    """Lower bound."""
+    min_replicas: int = Field(default=1, ge=1)
+    """Lower bound (at least 1: there is no scale to zero)."""
     max_replicas: int = Field(ge=1)
     """Upper bound."""
     metrics: list[MetricTarget] = Field(
@@ -244,7 +264,8 @@ class CanaryStep(ApiModel):
     """One canary step."""
 
     weight: int = Field(ge=1, le=100)
-    """Percent of the traffic (and replicas) on the new revision."""
+    """Percent of the replicas, and so of the traffic, on the new revision (rounded to whole
+    pods: 10% of 4 replicas is 1 pod, 25% of the traffic)."""
     pause_seconds: int | None = Field(default=None, ge=0)
     """How long to hold the step. Unset: wait until promoted (spec.rollout.promotedStep)."""
 
@@ -265,8 +286,8 @@ class RolloutSpec(ApiModel):
     """A new revision that makes no progress this long is aborted and traffic goes back."""
     revision_history_limit: int = Field(default=3, ge=0, le=20)
     """Old revisions kept at 0 replicas for a fast rollback."""
-    traffic_routing: Literal["replicas", "gateway-api"] = "replicas"
-    """replicas: one Service, traffic split by pod count. gateway-api: HTTPRoute weights."""
+    traffic_routing: Literal["replicas"] = "replicas"
+    """replicas: one Service, traffic split by pod count (the only routing offered)."""
     promoted_step: int | None = Field(default=None, ge=0)
     """Index of the last canary step released by hand (steps without pauseSeconds wait for it).
     Declarative, so GitOps can promote."""
@@ -354,6 +375,18 @@ class ModelServiceSpec(ApiModel):
             "runtime.device cuda needs gpu.count > 0",
             fieldPath=".runtime.device",
         ),
+        rule(
+            "self.runtime.quantize != 'dynamic-int8' || self.model.format == 'state-dict'",
+            "runtime.quantize dynamic-int8 needs model.format state-dict (an nn.Module it can "
+            "rewrite; torchscript and exported programs are fixed graphs)",
+            fieldPath=".runtime.quantize",
+        ),
+        rule(
+            "self.model.format != 'handler' || self.runtime.dtype == 'float32'",
+            "runtime.dtype float16/bfloat16 casts a torch model; a handler chooses its own "
+            "dtype: leave runtime.dtype float32",
+            fieldPath=".runtime.dtype",
+        ),
     )
 
     @property
@@ -392,7 +425,7 @@ class RevisionStatus(ApiModel):
     version: str | None = None
     """model.version it serves."""
     weight: int = 0
-    """Percent of the traffic it takes."""
+    """Percent of the traffic it serves: its share of the ready pods behind the Service."""
     replicas: int = 0
     """Replicas wanted for it."""
     ready_replicas: int = 0

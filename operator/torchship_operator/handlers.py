@@ -173,6 +173,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     controller.kube = Kube(make_api_client(pool_size=config.workers), threads=config.workers)
     if config.leader_election:
         await controller.kube.ensure_peering(config.peering_name, config.namespaces)
+    if config.namespaces:
+        await warn_without_discovery(controller.kube)
     controller.workers = [
         asyncio.create_task(worker(), name=f"reconcile-{i}") for i in range(config.workers)
     ]
@@ -181,6 +183,23 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         config.namespaces or "all",
         config.runtime_image,
     )
+
+
+# The cluster-scoped reads a namespaced install may go without (the chart's rbac.discovery).
+DISCOVERY = (("apiextensions.k8s.io", "customresourcedefinitions"), ("", "namespaces"))
+
+
+async def warn_without_discovery(kube: Kube) -> None:
+    """Say at start when the cluster-scoped reads are missing: the operator then serves the
+    namespaces as listed, and a CRD installed or upgraded later is seen only after a restart."""
+    missing = [r for g, r in DISCOVERY if not await kube.allowed("watch", g, r)]
+    if missing:
+        log.warning(
+            "no cluster-wide watch of %s (rbac.discovery off): serving namespaces %s as "
+            "listed; a CRD installed or changed later is seen only after a restart",
+            " and ".join(missing),
+            ",".join(controller.settings.namespaces),
+        )
 
 
 @kopf.on.cleanup()
@@ -224,16 +243,21 @@ async def reconcile_key(key: tuple[str, str]) -> None:
         delay = queue.retry(key)
         RECONCILES.labels("error").inc()
         log.warning("reconcile of %s/%s failed, retrying in %.1fs: %s", *key, delay, error)
-        if delay >= 30:
+        if queue.failures(key) == 1:  # one Event per streak of failures; the log has each
             await post_events(observed.body, [Event("Warning", "ReconcileError", short(error))])
         return
     finally:
         RECONCILE_SECONDS.observe(time.perf_counter() - started)
-    queue.forget(key)
-    RECONCILES.labels("success").inc()
     await post_events(observed.body, outcome.events)
     controller.readiness[key] = outcome.ready
     update_readiness_gauge()
+    if outcome.failed:  # a write refused: its condition is in status; try again, slower each time
+        delay = queue.retry(key)
+        RECONCILES.labels("error").inc()
+        log.warning("reconcile of %s/%s: a write was refused, retrying in %.1fs", *key, delay)
+        return
+    queue.forget(key)
+    RECONCILES.labels("success").inc()
     if outcome.writes:
         log.info("reconciled %s/%s: wrote %s", *key, ", ".join(outcome.writes))
     if outcome.requeue_after is not None:

@@ -8,11 +8,12 @@ makes no write requests at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -189,6 +190,40 @@ def classify(desired: Mapping[str, Any], live: Mapping[str, Any]) -> Applied:
     return Applied.CORRECTED
 
 
+class Refused(Exception):
+    """The API server refused a write for a reason only a change can fix (invalid, forbidden,
+    over quota): `message` is its own words."""
+
+    def __init__(self, kind: str, name: str, code: int, message: str) -> None:
+        super().__init__(f"{kind} {name}: {message}")
+        self.kind, self.name, self.code, self.message = kind, name, code, message
+
+
+# Client errors that a retry can cure on its own: a conflict, throttling, a timeout.
+TRANSIENT = {408, 409, 429}
+
+
+def server_message(error: ApiException) -> str:
+    """The `message` of the metav1.Status the API server sent, else its HTTP reason."""
+    try:
+        body = json.loads(error.body or b"")
+    except (ValueError, TypeError):
+        body = None
+    message = body.get("message") if isinstance(body, dict) else None
+    return message or f"{error.status} {error.reason}"
+
+
+@contextlib.contextmanager
+def refusals(kind: str, name: str) -> Iterator[None]:
+    """Turn a 4xx that no retry cures into `Refused`; the rest propagates unchanged."""
+    try:
+        yield
+    except ApiException as error:
+        if error.status is not None and 400 <= error.status < 500 and error.status not in TRANSIENT:
+            raise Refused(kind, name, error.status, server_message(error)) from error
+        raise
+
+
 class Kube:
     """Async facade over the (synchronous) official client: calls run in worker threads.
 
@@ -244,32 +279,35 @@ class Kube:
                 difference(live, desired),
             )
         base = PATHS[(desired["apiVersion"], desired["kind"])].format(namespace=meta["namespace"])
-        await self._call(
-            "PATCH",
-            f"{base}/{meta['name']}",
-            body=desired,
-            content_type="application/apply-patch+yaml",
-            fieldManager=FIELD_MANAGER,
-            force="true",
-        )
+        with refusals(desired["kind"], meta["name"]):
+            await self._call(
+                "PATCH",
+                f"{base}/{meta['name']}",
+                body=desired,
+                content_type="application/apply-patch+yaml",
+                fieldManager=FIELD_MANAGER,
+                force="true",
+            )
         return Applied.CREATED if live is None else classify(desired, live)
 
     async def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
         path = PATHS[("apps/v1", "Deployment")].format(namespace=namespace)
-        await self._call(
-            "PATCH",
-            f"{path}/{name}/scale",
-            body={"spec": {"replicas": replicas}},
-            content_type="application/merge-patch+json",
-            fieldManager=FIELD_MANAGER,
-        )
+        with refusals("Deployment", name):
+            await self._call(
+                "PATCH",
+                f"{path}/{name}/scale",
+                body={"spec": {"replicas": replicas}},
+                content_type="application/merge-patch+json",
+                fieldManager=FIELD_MANAGER,
+            )
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         path = PATHS[(api_version, kind)].format(namespace=namespace)
         try:
-            await self._call("DELETE", f"{path}/{name}", propagationPolicy="Background")
-        except ApiException as e:
-            if e.status != 404:
+            with refusals(kind, name):
+                await self._call("DELETE", f"{path}/{name}", propagationPolicy="Background")
+        except Refused as refused:
+            if refused.code != 404:
                 raise
 
     async def post_event(
@@ -310,6 +348,19 @@ class Kube:
             content_type="application/merge-patch+json",
             fieldManager=FIELD_MANAGER,
         )
+
+    async def allowed(self, verb: str, group: str, resource: str) -> bool:
+        """Whether this identity may `verb` `resource` cluster-wide (a SelfSubjectAccessReview,
+        which every authenticated user may create)."""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource}},
+        }
+        answer = await self._call(
+            "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=review
+        )
+        return bool((answer or {}).get("status", {}).get("allowed"))
 
     async def ensure_peering(self, name: str, namespaces: list[str]) -> None:
         """Create the kopf peering object(s) that leader election runs on, when missing:

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import api, autoscaling, render, rollout, status
-from .kube import Applied, Kube
+from .kube import Applied, Kube, Refused
 from .settings import Settings
 
 log = logging.getLogger("torchship.reconcile")
@@ -48,6 +48,7 @@ class Event:
 class Outcome:
     ready: bool
     requeue_after: float | None = None
+    failed: bool = False  # a write was refused: back off before the next pass
     writes: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
@@ -100,7 +101,6 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
 
     image = spec.runtime.image or settings.runtime_image
     desired = render.revision_hash(spec, image)
-    live = {d["metadata"]["labels"][render.LABEL_REVISION]: d for d in observed.deployments}
 
     decision = rollout.plan(
         policy=rollout.RolloutPolicy.from_spec(spec.rollout),
@@ -118,6 +118,87 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         promoted_step=spec.rollout.promoted_step,
     )
 
+    try:
+        await apply_children(owner, spec, image, desired, decision, observed, kube, outcome)
+    except Refused as refused:
+        # The status says what the API server refused, in its words; the work queue backs
+        # off (outcome.failed) rather than retrying at once.
+        outcome.failed = True
+        new_status = refused_status(owner, spec, generation, desired, observed, previous, refused)
+        await write_status(kube, owner, previous, new_status, outcome)
+        return outcome
+
+    failure = None
+    if decision.state.phase == "Aborted":
+        failure = status.Failure(
+            decision.state.reason or "RolloutAborted", decision.state.message or ""
+        )
+    new_status = status.compute(
+        owner=owner,
+        url=render.service_url(owner, spec),
+        grpc_address=render.grpc_address(owner, spec),
+        generation=generation,
+        desired_revision=desired
+        if failure is None
+        else (decision.state.stable_revision or desired),
+        total=spec.total_replicas,
+        max_unavailable=spec.rollout.max_unavailable,
+        weights=decision.weights,
+        deployments=observed.deployments,
+        pods=observed.pods,
+        previous=previous,
+        now=now_iso(),
+        rollout=decision.state.to_dict(),
+        failure=failure,
+        step=rollout_step(decision),
+    )
+    await write_status(kube, owner, previous, new_status, outcome)
+    outcome.requeue_after = decision.requeue_after
+    return outcome
+
+
+def refused_status(
+    owner: render.Owner,
+    spec: api.ModelServiceSpec,
+    generation: int,
+    desired: str,
+    observed: Observed,
+    previous: Mapping[str, Any],
+    refused: Refused,
+) -> dict[str, Any]:
+    """The status after a refused write: Ready False and Degraded with the API server's message;
+    the rollout state and the traffic split stay as last reported (nothing new was applied)."""
+    return status.compute(
+        owner=owner,
+        url=render.service_url(owner, spec),
+        grpc_address=render.grpc_address(owner, spec),
+        generation=generation,
+        desired_revision=desired,
+        total=spec.total_replicas,
+        max_unavailable=spec.rollout.max_unavailable,
+        weights={r["revision"]: r["weight"] for r in previous.get("revisions") or []},
+        deployments=observed.deployments,
+        pods=observed.pods,
+        previous=previous,
+        now=now_iso(),
+        rollout=previous.get("rollout"),
+        failure=status.Failure("ApplyRefused", status.short(str(refused))),
+    )
+
+
+async def apply_children(
+    owner: render.Owner,
+    spec: api.ModelServiceSpec,
+    image: str,
+    desired: str,
+    decision: rollout.Decision,
+    observed: Observed,
+    kube: Kube,
+    outcome: Outcome,
+) -> None:
+    """Apply what the decision asks for: Service, the desired Deployment, older revisions'
+    scales, prunes, the HPA. Raises `Refused` at the first write the API server refuses."""
+    live = {d["metadata"]["labels"][render.LABEL_REVISION]: d for d in observed.deployments}
     wanted = render.render(owner, spec, image, decision.replicas, decision.serving)
     applied = await kube.apply(wanted.service, first(observed.services))
     note_apply(outcome, "Service", owner.name, applied)
@@ -150,34 +231,6 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         outcome.emit(event.type, event.reason, event.message)
 
     await reconcile_hpa(owner, spec, observed, kube, outcome)
-
-    failure = None
-    if decision.state.phase == "Aborted":
-        failure = status.Failure(
-            decision.state.reason or "RolloutAborted", decision.state.message or ""
-        )
-    new_status = status.compute(
-        owner=owner,
-        url=render.service_url(owner, spec),
-        grpc_address=render.grpc_address(owner, spec),
-        generation=generation,
-        desired_revision=desired
-        if failure is None
-        else (decision.state.stable_revision or desired),
-        total=spec.total_replicas,
-        max_unavailable=spec.rollout.max_unavailable,
-        weights=decision.weights,
-        deployments=observed.deployments,
-        pods=observed.pods,
-        previous=previous,
-        now=now_iso(),
-        rollout=decision.state.to_dict(),
-        failure=failure,
-        step=rollout_step(decision),
-    )
-    await write_status(kube, owner, previous, new_status, outcome)
-    outcome.requeue_after = decision.requeue_after
-    return outcome
 
 
 def rollout_step(decision: rollout.Decision) -> status.Failure | None:

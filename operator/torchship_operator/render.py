@@ -22,6 +22,8 @@ CACHE_DIR = "/var/cache/torchship"
 PVC_ROOT = "/mnt/models"
 AUTH_DIR = "/var/run/secrets/torchship/auth"
 TLS_DIR = "/var/run/secrets/torchship/tls"
+# Where the runtime writes why it could not start (its default), for `kubectl describe pod`.
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 RUNTIME_UID = 1000
 # Work in flight after the drain period: a forward pass, a response being written.
 SHUTDOWN_SLACK_SECONDS = 20
@@ -284,6 +286,9 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        # A crash before the runtime could write its reason still leaves the log's tail.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if res := resources(spec):
         container["resources"] = res

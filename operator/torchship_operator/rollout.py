@@ -6,7 +6,7 @@ revisions, as a pure function of what is wanted, what was decided before and wha
 
 No clock and no client: `now` is an argument and the state lives in `status.rollout`, so a
 restarted operator carries on where the last one stopped. The operator applies the decision
-(Deployment replicas, which revisions the Service selects, HTTPRoute weights, prunes), stores
+(Deployment replicas, which revisions the Service selects, prunes), stores
 `decision.state`, and calls again when a child changes or after `requeue_after` seconds.
 Events come only from transitions of the state, so calling again with the same inputs emits
 nothing new. docs/rollouts.md describes the behaviour for a person.
@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 Strategy = Literal["RollingUpdate", "Canary", "BlueGreen"]
-Routing = Literal["replicas", "gateway-api"]
 Phase = Literal["Stable", "Progressing", "Paused", "Aborted"]
 
 REVISION_LABEL = "torchship.dev/revision"
@@ -51,7 +50,6 @@ class RolloutPolicy:
     max_unavailable: int = 0
     progress_deadline_seconds: float = 600
     revision_history_limit: int = 3
-    traffic_routing: Routing = "replicas"
 
     @classmethod
     def from_spec(cls, spec: Any) -> RolloutPolicy:
@@ -63,7 +61,6 @@ class RolloutPolicy:
             max_unavailable=spec.max_unavailable,
             progress_deadline_seconds=spec.progress_deadline_seconds,
             revision_history_limit=spec.revision_history_limit,
-            traffic_routing=getattr(spec, "traffic_routing", "replicas"),
         )
 
     @property
@@ -422,9 +419,6 @@ class _Pass:
                 self.state = replace(self.state, phase="Paused", paused_at=self.now)
                 self.emit("Normal", "CanaryStepReached", self.step_message(index, step))
             if not self.released(index, step):
-                if self.policy.traffic_routing == "gateway-api" and base > 0:
-                    # Exact weights per revision Service, whatever the pod counts round to.
-                    return replicas, {desired: step.weight, stable: 100 - step.weight}
                 return replicas, self.by_ready(replicas, stable)
             self.state = replace(
                 self.state,

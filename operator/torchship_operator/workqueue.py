@@ -46,6 +46,10 @@ class WorkQueue:
         self.add(key, delay)
         return delay
 
+    def failures(self, key: Hashable) -> int:
+        """Failures in a row since the key last succeeded."""
+        return self._failures.get(key, 0)
+
     def forget(self, key: Hashable) -> None:
         """The key succeeded: its back-off starts over."""
         self._failures.pop(key, None)

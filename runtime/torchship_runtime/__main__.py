@@ -30,12 +30,11 @@ from .auth import read_token
 from .dataplane import DataPlane
 from .grpc_server import GrpcServer
 from .server import App
-from .settings import RuntimeSettings, from_args
+from .settings import TERMINATION_MESSAGE_PATH, RuntimeSettings, from_args
 from .shutdown import Shutdown, install_early_handlers
 from .tls import Certificates
 
 log = logging.getLogger("torchship.runtime")
-TERMINATION_LOG = Path("/dev/termination-log")  # Kubernetes' terminationMessagePath default
 
 
 class Server(uvicorn.Server):
@@ -44,11 +43,13 @@ class Server(uvicorn.Server):
         yield  # SIGTERM and SIGINT belong to the shutdown module
 
 
-def report_failure(message: str) -> None:
+def report_failure(message: str, path: str) -> None:
+    """The reason in the log and in the pod's termination message (Kubernetes keeps 4 KiB)."""
     log.error("%s", message)
-    if TERMINATION_LOG.parent.is_dir():
+    target = Path(path)
+    if target.parent.is_dir():
         with contextlib.suppress(OSError):
-            TERMINATION_LOG.write_text(message[-4000:])
+            target.write_text(message[-4000:])
 
 
 async def serve(settings: RuntimeSettings) -> int:
@@ -64,7 +65,7 @@ async def serve(settings: RuntimeSettings) -> int:
             else None
         )
     except (OSError, ValueError, ssl.SSLError) as error:
-        report_failure(f"torchship-runtime: {error}")
+        report_failure(f"torchship-runtime: {error}", settings.termination_message_path)
         return 2
     config = uvicorn.Config(
         app,
@@ -108,7 +109,8 @@ async def serve(settings: RuntimeSettings) -> int:
         log.debug("load failure", exc_info=True)
         return await give_up(
             f"the model could not be loaded ({settings.model_format} from "
-            f"{settings.model_uri}): {type(error).__name__}: {error}"
+            f"{settings.model_uri}): {type(error).__name__}: {error}",
+            settings.termination_message_path,
         )
     if serving.done():  # the port could not be bound, say
         return await give_up(f"torchship-runtime: the HTTP server ended on port {settings.port}")
@@ -137,7 +139,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = from_args(argv)
     except Exception as error:
+        path = os.environ.get("TORCHSHIP_TERMINATION_MESSAGE_PATH", TERMINATION_MESSAGE_PATH)
         print(f"torchship-runtime: invalid settings: {error}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            if Path(path).parent.is_dir():
+                Path(path).write_text(f"torchship-runtime: invalid settings: {error}"[-4000:])
         sys.exit(2)
     logging.basicConfig(
         level=settings.log_level.upper(),

@@ -148,13 +148,15 @@ class TorchModel(Model):
                     "quantize dynamic-int8 works on CPU with the state-dict format (an nn.Module "
                     f"it can rewrite); this model is {fmt} on {self.device}"
                 )
+            if self.dtype != torch.float32:
+                raise RuntimeError(
+                    f"quantize dynamic-int8 computes in float32, not {settings.dtype}: leave "
+                    "dtype float32"
+                )
             module = loading.quantize_dynamic_int8(module)
         elif self.dtype != torch.float32:
-            if fmt == "exported-program":
-                raise RuntimeError(
-                    f"an exported program runs in the dtype it was exported with: export it in "
-                    f"{settings.dtype}, or serve it with dtype float32"
-                )
+            # An exported program's module() holds its weights as parameters and buffers, so it
+            # casts like any module; a graph that fixes a dtype of its own fails the warm-up.
             module = module.to(self.dtype)
         self.module = module
         if not self.inputs:
@@ -253,7 +255,8 @@ class TorchModel(Model):
 class HandlerModel(Model):
     """A user class: `load(path, device)` (optional), `preprocess(inputs)` (optional),
     `predict(data)`, `postprocess(result)` (optional). `inputs` maps names to numpy arrays (BYTES
-    as arrays of `bytes`); the result is one array-like (output__0) or a dict of them.
+    as arrays of `bytes`); the result is one array-like (output__0, or the one declared output's
+    name) or a dict of them.
 
     With `batched = True` on the class, those methods see batches: every input's rows of several
     requests concatenated along the first dimension, and every output must have one row per
@@ -266,6 +269,12 @@ class HandlerModel(Model):
     def build(self, path: Any) -> None:
         if not self.settings.model_entrypoint:
             raise ValueError("the handler format needs an entrypoint (pkg.module:HandlerClass)")
+        if self.settings.dtype != "float32" or self.settings.quantize != "none":
+            # Nothing here would apply them: say so rather than serve something else.
+            raise ValueError(
+                "a handler chooses its own dtype and quantization: leave dtype float32 and "
+                "quantize none"
+            )
         handler_class = loading.import_entrypoint(self.settings.model_entrypoint, path.parent)
         self.handler = handler_class()
         if not callable(getattr(self.handler, "predict", None)):
@@ -330,8 +339,9 @@ class HandlerModel(Model):
             result = handler.predict(data)
         if hasattr(handler, "postprocess"):
             result = handler.postprocess(result)
-        if not isinstance(result, dict):
-            result = {"output__0": result}
+        if not isinstance(result, dict):  # one output: the declared one's name, if one is
+            declared = self.settings.model_outputs or []
+            result = {declared[0].name if len(declared) == 1 else "output__0": result}
         outputs = {str(name): as_output(value) for name, value in result.items()}
         if self.batchable:
             rows = _leading(next(iter(inputs.values())))

@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .protocol import TensorMetadata
 
 MODEL_FORMATS = ("torchscript", "exported-program", "state-dict", "handler")
+# Kubernetes' default terminationMessagePath, which the operator's pods keep.
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 
 class RuntimeSettings(BaseSettings):
@@ -62,6 +64,11 @@ class RuntimeSettings(BaseSettings):
     )
     max_body_bytes: int = Field(64 * 2**20, ge=1, description="larger request bodies get 413")
     auth_token_file: str = Field("", description="bearer token file; health and metrics stay open")
+    termination_message_path: str = Field(
+        TERMINATION_MESSAGE_PATH,
+        description="where a start-up failure's reason is written (the pod's "
+        "terminationMessagePath)",
+    )
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0: torch's default)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

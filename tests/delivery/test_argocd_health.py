@@ -4,7 +4,6 @@ embeds gopher-lua, a Lua 5.1) with the live object in the global `obj`, returnin
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -12,21 +11,21 @@ from typing import Any
 import lupa.lua51 as lua51
 import pytest
 import yaml
+from healthchecks import LUA_SCRIPT as SCRIPT
+from healthchecks import argocd_health, argocd_run, as_lua_sees
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "examples/argocd/resource_customizations/torchship.dev/ModelService/health.lua"
 ARGOCD_CM = ROOT / "examples/argocd/argocd-cm.yaml"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "health"
 EXPECTED = {"healthy": "Healthy", "progressing": "Progressing", "degraded": "Degraded"}
 
 
+def run(obj: dict[str, Any], script: str | None = None) -> tuple[dict[str, Any], Any]:
+    return argocd_run(obj, script)
+
+
 def health(obj: dict[str, Any], script: str | None = None) -> dict[str, Any]:
-    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
-    # The object as Argo CD hands it over: JSON turned into nested Lua tables.
-    lua.globals().obj = lua.table_from(json.loads(json.dumps(obj)), recursive=True)
-    result = lua.execute(script if script is not None else SCRIPT.read_text())
-    assert result is not None, "the script returned nothing"
-    return {key: result[key] for key in ("status", "message")}
+    return argocd_health(obj, script)
 
 
 def fixtures() -> list[Path]:
@@ -149,11 +148,20 @@ def test_health_table(obj: dict, status: str, message: str):
     assert health(obj) == {"status": status, "message": message}
 
 
-def test_the_object_is_left_as_it_was():
+@pytest.mark.parametrize("path", fixtures(), ids=lambda p: p.stem)
+def test_the_script_leaves_the_object_as_it_was(path: Path):
+    """Argo CD hands the script the live object; the script only reads it. The table the
+    script saw is read back after it ran."""
+    obj = json.loads(path.read_text())
+    _, after = run(obj)
+    assert after == as_lua_sees(obj)
+
+
+def test_a_script_that_writes_to_the_object_is_caught():
+    writes = 'obj.metadata.name = "changed"\n' + SCRIPT.read_text()
     obj = ms(observedGeneration=2, conditions=[READY])
-    before = copy.deepcopy(obj)
-    health(obj)
-    assert obj == before
+    _, after = run(obj, writes)
+    assert after != as_lua_sees(obj)
 
 
 def test_the_argocd_cm_snippet_is_the_script():

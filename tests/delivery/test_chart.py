@@ -23,7 +23,6 @@ VALUE_SETS = {
     "everything": {
         "replicaCount": 3,
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
-        "rbac": {"gatewayApi": True},
         "image": {"digest": "sha256:" + "ab" * 32},
         "imagePullSecrets": [{"name": "regcred"}],
         "extraEnv": [{"name": "TORCHSHIP_EXTRA", "value": "1"}],
@@ -246,6 +245,74 @@ def test_image_from_app_version_tag_or_digest():
     assert image({"image": {"digest": digest}}) == f"ghcr.io/torchship/operator@{digest}"
 
 
+def test_pod_values_reach_the_operator_pod():
+    values = {
+        "priorityClassName": "system-cluster-critical",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": {"app": "torchship"}},
+                        },
+                    }
+                ]
+            }
+        },
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops",
+                         "effect": "NoSchedule"}],
+        "imagePullSecrets": [{"name": "regcred"}],
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
+                      "limits": {"memory": "1Gi"}},
+        "podAnnotations": {"example.com/a": "b"},
+        "podLabels": {"team": "ml"},
+    }  # fmt: skip
+    pod = deployment(values)["spec"]["template"]
+    spec, (container,) = pod["spec"], pod["spec"]["containers"]
+    assert spec["priorityClassName"] == "system-cluster-critical"
+    assert spec["nodeSelector"] == values["nodeSelector"]
+    assert spec["affinity"] == values["affinity"]
+    assert spec["tolerations"] == values["tolerations"]
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    assert container["resources"] == values["resources"]
+    assert env_of(deployment(values))["HTTPS_PROXY"] == "http://proxy:3128"
+    assert pod["metadata"]["annotations"]["example.com/a"] == "b"
+    assert pod["metadata"]["labels"]["team"] == "ml"
+    # Left out, none of them is rendered.
+    bare = deployment({})["spec"]["template"]["spec"]
+    assert not {"priorityClassName", "affinity", "tolerations", "imagePullSecrets"} & set(bare)
+    assert bare["containers"][0]["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "512Mi"},
+    }
+
+
+def test_service_monitor_settings():
+    values = {
+        "metrics": {
+            "serviceMonitor": {
+                "enabled": True,
+                "interval": "15s",
+                "scrapeTimeout": "5s",
+                "labels": {"release": "prometheus"},
+            }
+        }
+    }
+    (monitor,) = of_kind(render(values), "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["interval"], endpoint["scrapeTimeout"], endpoint["path"]) == (
+        "15s",
+        "5s",
+        "/metrics",
+    )
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["torchship-system"]}
+
+
 def test_metrics_service_and_service_monitor():
     objects = render({"metrics": {"serviceMonitor": {"enabled": True}}})
     (service,) = of_kind(objects, "Service")
@@ -355,16 +422,6 @@ def test_namespaced_install_grants_modelservice_access_only_in_its_namespaces():
     bare = rbac_objects({**NAMESPACED, "rbac": {"discovery": False}})
     assert not bare["ClusterRole"] and not bare["ClusterRoleBinding"]
     assert len(bare["Role"]) == 2
-
-
-def test_gateway_api_access_only_when_asked():
-    off = grants(rbac_objects({})["ClusterRole"][0]["rules"])
-    on = grants(rbac_objects({"rbac": {"gatewayApi": True}})["ClusterRole"][0]["rules"])
-    assert not any(g[0] == "gateway.networking.k8s.io" for g in off)
-    assert {g for g in on - off} == {
-        ("gateway.networking.k8s.io", "httproutes", v)
-        for v in ("get", "list", "watch", "create", "patch", "delete")
-    }
 
 
 def test_rbac_create_false_renders_no_rbac():

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from healthchecks import flux_expressions, flux_health
 from helmchart import ROOT, render
 
 KUSTOMIZE = ROOT / "examples" / "kustomize"
@@ -110,5 +111,23 @@ def test_flux_kustomization_points_at_an_overlay_and_checks_modelservice_health(
     assert (ROOT / kustomization["spec"]["path"]).is_dir()
     (check,) = kustomization["spec"]["healthCheckExprs"]
     assert (check["apiVersion"], check["kind"]) == ("torchship.dev/v1alpha1", "ModelService")
-    assert "'Ready'" in check["current"] and "'Degraded'" in check["failed"]
-    assert "observedGeneration" in check["inProgress"]
+
+
+FLUX_STATUS = {"healthy": "Current", "progressing": "InProgress", "degraded": "Failed"}
+FIXTURES = ROOT / "tests" / "delivery" / "fixtures" / "health"
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.json")), ids=lambda p: p.stem)
+def test_flux_health_check_evaluates_each_status_as_argo_cd_does(path: Path):
+    """The expressions evaluated by CEL (cel-go, as the kustomize-controller runs them) on
+    ModelServices as the operator reports them: the same verdict as the Argo CD check."""
+    expected = FLUX_STATUS[path.name.split("-", 1)[0]]
+    assert flux_health(json.loads(path.read_text())) == expected
+
+
+def test_a_broken_flux_expression_changes_the_verdict():
+    healthy = json.loads((FIXTURES / "healthy-serving.json").read_text())
+    expressions = flux_expressions() | {"current": "false"}
+    assert flux_health(healthy, expressions) == "InProgress"
+    typo = flux_expressions() | {"failed": "status.conditions.exists(e, e.typo == 'Degraded')"}
+    assert flux_health(healthy, typo) == "InProgress"  # cannot be evaluated: never healthy

@@ -79,6 +79,22 @@ def test_a_restarted_operator_writes_nothing_to_converged_modelservices(
             stop_operator(fresh)
 
 
+def owned(control_plane, namespace: str, name: str) -> list[dict]:
+    selector = f"torchship.dev/modelservice={name}"
+    return get_json(control_plane, "deployments", "-n", namespace, "-l", selector)["items"]
+
+
+def replicas_of(control_plane, namespace: str, name: str) -> list[int]:
+    return [d["spec"]["replicas"] for d in owned(control_plane, namespace, name)]
+
+
+def versions_of(control_plane, namespace: str, name: str) -> list[str]:
+    return [
+        d["metadata"]["labels"]["app.kubernetes.io/version"]
+        for d in owned(control_plane, namespace, name)
+    ]
+
+
 def test_the_documented_rbac_is_enough(control_plane, operator, namespace, tmp_path: Path):
     """Another operator, with only `torchship_operator.rbac` rules, does the whole job alone."""
     user = "torchship-rbac"
@@ -111,21 +127,23 @@ def test_the_documented_rbac_is_enough(control_plane, operator, namespace, tmp_p
                 "--timeout=60s",
             )
             control_plane.kubectl("scale", "msvc/resnet-h100", "--replicas=3", "-n", namespace)
-            wait_for(
-                lambda: (
-                    [
-                        d["spec"]["replicas"]
-                        for d in get_json(control_plane, "deployments", "-n", namespace)["items"]
-                    ]
-                    == [3]
-                )
-            )
+            wait_for(lambda: replicas_of(control_plane, namespace, "resnet-h100") == [3])
+            # A new revision with no history kept: the old Deployment is deleted (prune).
+            for version in ("v1", "v2"):
+                model = {"uri": "/m.pt", "format": "torchscript", "version": version}
+                body = msvc("pruned", model=model, rollout={"revisionHistoryLimit": 0})
+                control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=body)
+                wait_for(lambda v=version: versions_of(control_plane, namespace, "pruned") == [v])
             writes = [
                 e
                 for e in control_plane.audit_events()
                 if e["user"]["username"] == user and e["requestReceivedTimestamp"] > since
             ]
             assert writes, "the limited operator wrote nothing"
+            assert any(
+                e["verb"] == "delete" and e["objectRef"]["resource"] == "deployments"
+                for e in writes
+            ), "no prune ran under the documented rules"
             denied = [
                 (e["verb"], e["objectRef"]) for e in writes if e["responseStatus"]["code"] == 403
             ]
@@ -227,5 +245,45 @@ def test_a_namespaced_operator_acts_in_its_namespaces_only(
                 assert "status" not in untouched
             finally:
                 stop_operator(scoped)
+            # With the cluster-scoped reads it has, it does not claim to lack them.
+            assert "no cluster-wide watch" not in scoped.log.read_text()
     finally:
         control_plane.kubectl("delete", "namespace", elsewhere, "--wait=false", check=False)
+
+
+def test_a_namespaced_operator_without_discovery_warns_and_still_serves(
+    control_plane, operator, namespace, tmp_path: Path
+):
+    """rbac.discovery off: only a Role in the watched namespace, nothing cluster-scoped."""
+    user = "torchship-no-discovery"
+    cluster_scoped = {"customresourcedefinitions", "namespaces", "clusterkopfpeerings"}
+    rules = [r for r in rbac.RULES if not cluster_scoped & set(r["resources"])]
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "torchship", "namespace": namespace},
+        "rules": rules,
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "torchship", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "torchship"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
+    with paused(operator):
+        scoped = start_operator(
+            control_plane, tmp_path / "scoped.log", user=user, groups=(),
+            TORCHSHIP_NAMESPACES=namespace,
+        )  # fmt: skip
+        try:
+            control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=msvc("alone"))
+            control_plane.kubectl(
+                "wait", "-n", namespace, "--for=condition=Ready", "msvc/alone", "--timeout=60s"
+            )
+        finally:
+            stop_operator(scoped)
+    log = scoped.log.read_text()
+    assert "no cluster-wide watch of customresourcedefinitions and namespaces" in log, log[-3000:]
+    assert f"serving namespaces {namespace} as listed" in log

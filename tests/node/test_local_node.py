@@ -13,6 +13,8 @@ import pytest
 import testenv
 from helpers import get_json
 
+pytestmark = pytest.mark.cluster
+
 
 def machine_state() -> dict[str, object]:
     def out(*args: str) -> str:

@@ -116,6 +116,28 @@ def test_torchscript_and_exported_program_on_cuda(tmp_path, start_runtime):
         torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)
 
 
+@pytest.mark.parametrize(
+    ("dtype", "datatype", "tolerance"), [("float16", "FP16", 2e-2), ("bfloat16", "BF16", 6e-2)]
+)
+def test_exported_program_on_cuda_in_half_precision(
+    tmp_path, start_runtime, dtype, datatype, tolerance
+):
+    model = mlp((WIDTH, 128, 10))
+    batch = torch.export.Dim("batch", min=1, max=256)
+    program = torch.export.export(model, (torch.zeros(2, WIDTH),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(tmp_path / "m.pt2"))
+    running = start_runtime(
+        TORCHSHIP_MODEL_URI=str(tmp_path / "m.pt2"),
+        TORCHSHIP_MODEL_FORMAT="exported-program",
+        TORCHSHIP_MODEL_NAME="ep",
+        TORCHSHIP_DEVICE="cuda",
+        TORCHSHIP_DTYPE=dtype,
+    )
+    got_type, got = infer(running.wait_ready().url, "ep", X, "input")
+    assert got_type == datatype
+    torch.testing.assert_close(got, reference(model, X), atol=tolerance, rtol=tolerance)
+
+
 def test_dynamic_int8_on_cuda_is_refused_at_load(tmp_path, start_runtime):
     path = save_torchscript(mlp(), tmp_path / "m.pt")
     running = start_runtime(

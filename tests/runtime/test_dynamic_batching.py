@@ -55,7 +55,7 @@ def test_a_lone_request_runs_at_once_however_long_the_delay():
     forward = Forward()
 
     async def scenario() -> list[float]:
-        batcher = await batcher_for(forward, max_delay=2.0)
+        batcher = await batcher_for(forward, max_delay=10.0)
         latencies = []
         for i in range(5):
             started = time.perf_counter()
@@ -65,7 +65,8 @@ def test_a_lone_request_runs_at_once_however_long_the_delay():
         return latencies
 
     latencies = asyncio.run(scenario())
-    assert max(latencies) < 0.5, latencies  # nowhere near the 2 s delay
+    # Nowhere near the 10 s delay (half of it leaves a loaded machine room).
+    assert max(latencies) < 5.0, latencies
     assert forward.batches == [1] * 5
 
 
@@ -74,10 +75,10 @@ def test_the_delay_counts_from_the_first_queued_request():
     more_coming = {"n": 1}  # someone always on the way: only the deadline closes the batch
 
     async def scenario() -> tuple[float, float]:
-        batcher = await batcher_for(forward, arriving=lambda: more_coming["n"], max_delay=0.4)
+        batcher = await batcher_for(forward, arriving=lambda: more_coming["n"], max_delay=1.0)
         started = time.perf_counter()
         first = asyncio.ensure_future(batcher.submit(rows(1, 1.0)))
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.8)
         second = asyncio.ensure_future(batcher.submit(rows(1, 2.0)))
         await first
         first_done = time.perf_counter() - started
@@ -85,9 +86,11 @@ def test_the_delay_counts_from_the_first_queued_request():
         return first_done, time.perf_counter() - started
 
     first_done, second_done = asyncio.run(scenario())
-    # Closed 0.4 s after the *first* request (0.15 s after the second), not 0.4 s after the last.
-    assert 0.35 <= first_done < 0.6, first_done
-    assert second_done < 0.6, second_done
+    # Closed 1 s after the *first* request (0.2 s after the second), not 1 s after the last
+    # (>= 1.8 s). Not before the delay is a hard bound; the upper one leaves 0.7 s for a
+    # loaded machine and still tells the two apart.
+    assert 0.95 <= first_done < 1.7, first_done
+    assert second_done < 1.7, second_done
     assert forward.batches == [2]
 
 
@@ -95,12 +98,12 @@ def test_a_full_batch_does_not_wait_for_the_deadline():
     forward = Forward()
 
     async def scenario() -> float:
-        batcher = await batcher_for(forward, arriving=lambda: 1, max_delay=5.0, max_batch_size=8)
+        batcher = await batcher_for(forward, arriving=lambda: 1, max_delay=30.0, max_batch_size=8)
         started = time.perf_counter()
         await asyncio.gather(*(batcher.submit(rows(1, float(i))) for i in range(8)))
         return time.perf_counter() - started
 
-    assert asyncio.run(scenario()) < 1.0
+    assert asyncio.run(scenario()) < 10.0  # far inside the 30 s deadline
     assert forward.batches == [8]
 
 
@@ -253,7 +256,7 @@ def test_64_concurrent_requests_take_fewer_forward_passes(tmp_path, start_runtim
 
 def test_a_lone_client_does_not_pay_the_batch_delay(tmp_path, start_runtime):
     path = save_torchscript(mlp(), tmp_path / "mlp.pt")
-    env = torchscript_env(path, TORCHSHIP_MAX_DELAY_MS="250")
+    env = torchscript_env(path, TORCHSHIP_MAX_DELAY_MS="1000")
     url = start_runtime(**env).wait_ready().url
     x = torch.ones(1, WIDTH)
     latencies = []
@@ -262,4 +265,5 @@ def test_a_lone_client_does_not_pay_the_batch_delay(tmp_path, start_runtime):
             started = time.perf_counter()
             assert client.post(f"{url}/v2/models/mlp/infer", json=body(x)).status_code == 200
             latencies.append(time.perf_counter() - started)
-    assert statistics.median(latencies) < 0.05, latencies  # a 250 ms wait would show
+    # A 1 s wait would show; the median, well under it, leaves a loaded machine room.
+    assert statistics.median(latencies) < 0.5, latencies

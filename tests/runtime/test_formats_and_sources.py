@@ -259,6 +259,77 @@ def test_float16_bfloat16_and_dynamic_int8(tmp_path, start_runtime, user_model):
         torch.testing.assert_close(got, want, atol=0.05, rtol=0.05)
 
 
+def test_exported_program_served_in_bfloat16_and_float16(tmp_path, start_runtime):
+    model = mlp()
+    batch = torch.export.Dim("batch", min=1, max=256)
+    program = torch.export.export(model, (torch.zeros(2, WIDTH),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(tmp_path / "m.pt2"))
+    base = {
+        "TORCHSHIP_MODEL_URI": str(tmp_path / "m.pt2"),
+        "TORCHSHIP_MODEL_FORMAT": "exported-program",
+        "TORCHSHIP_MODEL_NAME": "ep",
+        "TORCHSHIP_DEVICE": "cpu",
+    }
+    runtimes = {
+        "BF16": start_runtime(**base, TORCHSHIP_DTYPE="bfloat16"),
+        "FP16": start_runtime(**base, TORCHSHIP_DTYPE="float16"),
+    }
+    want = reference(model, X)
+    for datatype, running in runtimes.items():
+        url = running.wait_ready().url
+        doc = infer(url, "ep", X)
+        assert doc["outputs"][0]["datatype"] == datatype
+        got = output(doc)
+        assert not torch.equal(got, want)  # the weights really were cast
+        torch.testing.assert_close(got, want, atol=0.05, rtol=0.05)
+        meta = httpx.get(f"{url}/v2/models/ep").json()
+        assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, WIDTH]}]
+
+
+def test_settings_nothing_would_apply_are_refused_at_load(tmp_path, start_runtime, user_model):
+    torch.save(user_model.build_model().state_dict(), tmp_path / "w.pt")
+    base = {
+        "TORCHSHIP_MODEL_URI": str(tmp_path / "w.pt"),
+        "TORCHSHIP_MODEL_ENTRYPOINT": "usermodel:build_model",
+        "TORCHSHIP_MODEL_NAME": "r",
+    }
+    cases = {
+        "dynamic-int8 computes in float32": base
+        | {"TORCHSHIP_MODEL_FORMAT": "state-dict", "TORCHSHIP_QUANTIZE": "dynamic-int8",
+           "TORCHSHIP_DTYPE": "bfloat16"},
+        "a handler chooses its own dtype": base
+        | {"TORCHSHIP_MODEL_FORMAT": "handler", "TORCHSHIP_DTYPE": "float16"},
+    }  # fmt: skip
+    started = {message: start_runtime(**env) for message, env in cases.items()}
+    for message, running in started.items():
+        assert running.proc.wait(timeout=60) == 1
+        assert message in running.output(), running.output()
+
+
+def test_a_start_up_failure_leaves_its_reason_in_the_termination_message(tmp_path, start_runtime):
+    unloadable = tmp_path / "unloadable"
+    running = start_runtime(
+        TORCHSHIP_MODEL_URI=str(tmp_path / "missing.pt"),
+        TORCHSHIP_MODEL_FORMAT="torchscript",
+        TORCHSHIP_MODEL_NAME="m",
+        TORCHSHIP_TERMINATION_MESSAGE_PATH=str(unloadable),
+    )
+    assert running.proc.wait(timeout=60) == 1
+    text = unloadable.read_text()
+    assert text.startswith("the model could not be loaded (torchscript from "), text
+    assert "missing.pt" in text
+    invalid = tmp_path / "invalid"
+    running = start_runtime(
+        TORCHSHIP_MODEL_URI=str(tmp_path / "missing.pt"),
+        TORCHSHIP_MODEL_FORMAT="onnx",
+        TORCHSHIP_MODEL_NAME="m",
+        TORCHSHIP_TERMINATION_MESSAGE_PATH=str(invalid),
+    )
+    assert running.proc.wait(timeout=60) == 2
+    assert invalid.read_text().startswith("torchship-runtime: invalid settings:")
+    assert "model_format" in invalid.read_text()
+
+
 class Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchship_operator import render, status
+from torchship_operator import api, render, status
+from torchship_operator.kube import Refused
+from torchship_operator.reconcile import Observed, refused_status
 
 OWNER = render.Owner(name="mlp", namespace="ml", uid="u")
 REV = "aaaaaaaaaa"
@@ -243,3 +245,30 @@ def test_a_crash_loop_speaks_with_the_containers_own_termination_message():
     assert brief(s)["Ready"] == ("False", "CrashLoopBackOff")
     # The runtime's words, stable across restarts, not the back-off text naming the pod.
     assert conditions(s)["Ready"]["message"] == "model could not load"
+
+
+def test_a_refused_write_is_ready_false_and_degraded_in_the_api_servers_words():
+    spec = api.ModelServiceSpec.model_validate(
+        {"model": {"uri": "/m.pt", "format": "torchscript"}, "replicas": 2}
+    )
+    before = compute([deployment(ready=2)])
+    before["rollout"] = {"stableRevision": REV, "phase": "Stable"}
+    observed = Observed(body={}, deployments=[deployment(ready=2)], services=[], hpas=[], pods=[])
+    refused = Refused(
+        "HorizontalPodAutoscaler", "mlp", 422, 'spec.behavior: Unsupported value: "X"'
+    )
+    after = refused_status(OWNER, spec, 4, REV, observed, before, refused)
+    message = 'HorizontalPodAutoscaler mlp: spec.behavior: Unsupported value: "X"'
+    for kind in ("Ready", "Degraded"):
+        cond = conditions(after)[kind]
+        assert (cond["reason"], cond["message"], cond["observedGeneration"]) == (
+            "ApplyRefused",
+            message,
+            4,
+        )
+    assert brief(after)["Ready"][0] == "False" and brief(after)["Degraded"][0] == "True"
+    # What was last applied still holds: the split and the rollout state are kept.
+    assert after["rollout"] == before["rollout"]
+    assert [r["weight"] for r in after["revisions"]] == [100]
+    # Computed again from the same world: the same status, so nothing is written.
+    assert refused_status(OWNER, spec, 4, REV, observed, after, refused) == after

@@ -269,11 +269,11 @@ def test_a_step_at_100_percent_ends_the_rollout():
     assert d.state == stable("b")
 
 
-def test_canary_with_gateway_api_gets_exact_weights_once_the_step_is_reached():
-    policy = replace(CANARY, traffic_routing="gateway-api")
-    d = call(policy=policy, total=2, state=rolling_out(), revisions=[rev("a", 1), rev("b", 1)])
+def test_canary_weights_report_the_traffic_served_the_share_of_ready_pods():
+    """One Service splits by pod count: a 25% step on 2 replicas serves 50/50, and says so."""
+    d = call(policy=CANARY, total=2, state=rolling_out(), revisions=[rev("a", 1), rev("b", 1)])
     assert d.state.phase == "Paused"
-    assert d.weights == {"b": 25, "a": 75}
+    assert d.weights == {"b": 50, "a": 50}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -517,7 +517,6 @@ policies = st.builds(
     max_unavailable=st.integers(0, 3),
     progress_deadline_seconds=st.sampled_from([60, 600]),
     revision_history_limit=st.integers(0, 3),
-    traffic_routing=st.sampled_from(["replicas", "gateway-api"]),
 )
 inputs = st.fixed_dictionaries(
     {
@@ -563,18 +562,44 @@ def test_any_decision_is_well_formed_and_a_fixed_point(args):
     assert replace(again, events=d.events) == d
 
 
+@st.composite
+def aborted_inputs(draw) -> dict:
+    """Inputs whose state is an abort of the desired revision, with a stable one to go back to
+    among the observed revisions."""
+    args = draw(inputs.filter(lambda a: any(r.revision != a["desired"] for r in a["revisions"])))
+    stable_name = draw(
+        st.sampled_from([r.revision for r in args["revisions"]]).filter(
+            lambda n: n != args["desired"]
+        )
+    )
+    state = RolloutState(
+        stable_revision=stable_name,
+        target_revision=args["desired"],
+        phase="Aborted",
+        step=draw(st.integers(0, 3)),
+        aborted_revision=args["desired"],
+        reason="Unschedulable",
+        message="m",
+    )
+    return args | {"state": state}
+
+
 @PROPERTY
-@given(inputs)
+@given(aborted_inputs())
 def test_aborted_stays_aborted_until_the_spec_changes(args):
     aborted = plan(**args)
-    if aborted.state.phase != "Aborted":
-        return
+    assert aborted.state.phase == "Aborted"
+    assert aborted.state.aborted_revision == args["desired"]
     observed = {r.revision: r for r in args["revisions"]}
     later = plan(**(args | {"state": aborted.state, "now": args["now"] + 10_000}))
     assert later.state == aborted.state and later.events == ()
     desired = args["desired"]
     assert later.replicas[desired] <= (observed[desired].replicas if desired in observed else 0)
     assert desired not in later.serving or args["policy"].strategy == "RollingUpdate"
+    # A new spec (another desired revision) leaves the abort behind.
+    other = next(n for n in NAMES if n not in (desired, aborted.state.stable_revision))
+    moved_on = plan(**(args | {"state": aborted.state, "desired": other}))
+    assert moved_on.state.phase != "Aborted" or moved_on.state.aborted_revision == other
 
 
 # ---------------------------------------------------------------------------------------------
@@ -717,7 +742,6 @@ scenarios = st.fixed_dictionaries(
             max_surge=st.integers(0, 2),
             max_unavailable=st.integers(0, 2),
             revision_history_limit=st.integers(0, 2),
-            traffic_routing=st.sampled_from(["replicas", "gateway-api"]),
         ),
         "total": st.integers(0, 6),
         "tight": st.booleans(),

@@ -90,7 +90,7 @@ async def serve(settings: RuntimeSettings) -> int:
     serving = asyncio.create_task(server.serve(), name="http")
 
     async def give_up(message: str) -> int:
-        report_failure(message)
+        report_failure(message, settings.termination_message_path)
         server.should_exit = True
         with contextlib.suppress(BaseException):
             await serving
@@ -109,8 +109,7 @@ async def serve(settings: RuntimeSettings) -> int:
         log.debug("load failure", exc_info=True)
         return await give_up(
             f"the model could not be loaded ({settings.model_format} from "
-            f"{settings.model_uri}): {type(error).__name__}: {error}",
-            settings.termination_message_path,
+            f"{settings.model_uri}): {type(error).__name__}: {error}"
         )
     if serving.done():  # the port could not be bound, say
         return await give_up(f"torchship-runtime: the HTTP server ended on port {settings.port}")

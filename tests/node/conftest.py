@@ -9,6 +9,7 @@ here skips with that reason; anything else that stops the node is a failure.
 from __future__ import annotations
 
 import re
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,16 @@ def real_operator(real_plane, tmp_path_factory) -> Iterator[RunningOperator]:
         yield running
     finally:
         stop_operator(running)
+
+
+@pytest.fixture
+def only_the_operator_pod(real_operator: RunningOperator) -> Iterator[None]:
+    """The operator on this machine paused (SIGSTOP), so that what reconciles is a pod's alone."""
+    real_operator.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        real_operator.process.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 from helpers import condition, get_json, wait_for
 from workload import (
@@ -71,6 +72,16 @@ def test_a_modelservice_is_served_by_its_pod_under_restricted_pod_security(
     with torch.inference_mode():
         expected = model(torch.from_numpy(rows)).numpy()
     np.testing.assert_allclose(answer, expected, rtol=1e-5, atol=1e-6)
+
+    # The same pod over OIP gRPC, on the Service's gRPC port.
+    with real_plane.port_forward(ns, f"svc/{name}", 8081) as port:
+        client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
+        assert client.is_server_ready() and client.is_model_ready(name)
+        tensor = triton_grpc.InferInput("input__0", [3, 64], "FP32")
+        tensor.set_data_from_numpy(rows)
+        over_grpc = client.infer(name, [tensor]).as_numpy("output__0")
+        client.close()
+    np.testing.assert_allclose(over_grpc, expected, rtol=1e-5, atol=1e-6)
 
     # The kubectl plugin, through its own port-forward to the Service.
     np.save(tmp_path / "rows.npy", rows)

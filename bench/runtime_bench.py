@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,12 +34,11 @@ import numpy as np
 import torch
 import uvloop
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import models
-from procstat import cpu_seconds
-
 ROOT = Path(__file__).resolve().parent.parent
-
+sys.path.insert(0, str(ROOT / "hack"))  # a script: the shared harness lives in hack/
+import models  # noqa: E402
+from harness import RuntimeProcess, free_port, stop_group, wait_http  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402
 
 # -- the load generator ---------------------------------------------------------------------
 
@@ -260,12 +256,6 @@ def decode_output(body: bytes, binary: bool) -> np.ndarray:
 # -- the server -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     """A server under test in a subprocess of its own session, ready once `health` answers 200.
 
@@ -284,59 +274,38 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 120
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{log.stem} exited:\n{log.read_text()[-2000:]}")
-            try:
-                url = f"http://127.0.0.1:{self.port}{health}"
-                with urllib.request.urlopen(url, timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{log.stem} never became ready")
-            time.sleep(0.1)
+        url = f"http://127.0.0.1:{self.port}{health}"
+        wait_http(url, timeout=120, alive=self.alive, what=log.stem)
+
+    def alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.log.stem} exited:\n{self.log.read_text()[-2000:]}")
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         """The server and every process it started."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(15)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        stop_group(self.proc)
 
 
-class Runtime(Server):
-    """`python -m torchship_runtime`, configured by its environment."""
+class Runtime(RuntimeProcess):
+    """`python -m torchship_runtime`, configured by its environment, in a session of its own."""
 
     def __init__(self, workdir: Path, model_path: Path, name: str, width: int, **env: str):
         inputs = [{"name": "input__0", "datatype": "FP32", "shape": [-1, width]}]
-        self.grpc_port = free_port()
-        environment = {
-            **os.environ,
+        settings = {
             "TORCHSHIP_MODEL_URI": str(model_path),
             "TORCHSHIP_MODEL_FORMAT": "torchscript",
             "TORCHSHIP_MODEL_NAME": name,
             "TORCHSHIP_MODEL_INPUTS": json.dumps(inputs),
-            "TORCHSHIP_HOST": "127.0.0.1",
-            "TORCHSHIP_GRPC_PORT": str(self.grpc_port),
-            "TORCHSHIP_DEVICE": "cpu",
-            "TORCHSHIP_DRAIN_SECONDS": "0",
-            "TORCHSHIP_MODEL_CACHE_DIR": str(workdir / "cache"),
             **env,
         }
-        environment["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(ROOT / "runtime"), environment.get("PYTHONPATH")])
-        )
-        command = [sys.executable, "-m", "torchship_runtime"]
-        super().__init__(command, workdir / f"{name}.log", "/v2/health/ready", environment)
+        super().__init__(workdir, settings, new_session=True)
+        self.wait_ready(120)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
 
     def metric(self, name: str) -> float:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:

@@ -29,39 +29,36 @@ import testenv
 HACK = Path(__file__).resolve().parent
 ROOT = HACK.parent
 
-SAMPLE = """\
+HEADER = """\
 apiVersion: torchship.dev/v1alpha1
 kind: ModelService
 metadata:
-  name: sample
+  name: {name}
   namespace: demo
 spec:
   model:
     uri: pvc://models/mlp/v1/model.pt
     format: torchscript
     version: "v1"
+"""
+SAMPLE = (
+    HEADER.format(name="sample")
+    + """\
     inputs: [{name: input__0, datatype: FP32, shape: [-1, 64]}]
   runtime:
     batching: {maxBatchSize: 32, maxDelayMs: 5}
   replicas: 1
 """
-
-GPU_SAMPLE = """\
-apiVersion: torchship.dev/v1alpha1
-kind: ModelService
-metadata:
-  name: sample-h100
-  namespace: demo
-spec:
-  model:
-    uri: pvc://models/mlp/v1/model.pt
-    format: torchscript
-    version: "v1"
+)
+GPU_SAMPLE = (
+    HEADER.format(name="sample-h100")
+    + """\
   gpu:
     count: 1
     product: NVIDIA-H100-80GB-HBM3
   replicas: 2
 """
+)
 
 timings: list[tuple[str, float]] = []
 

@@ -11,19 +11,15 @@ import orjson
 import torch
 from pydantic import ValidationError
 
-from . import metrics
-from .asgi import CLOSE, JSON, Receive, Scope, Send, read_body, respond, respond_json
+from .asgi import CLOSE, JSON, Adapter, Receive, Scope, Send, read_body, respond, respond_json
 from .codec import NUMPY_DTYPES, Array, DecodedRequest, Tensor, describe
 from .dataplane import Admission, DataPlane
 from .errors import InferenceError
 from .protocol import V1ModelList, V1ModelStatus, V1PredictRequest
 
 
-class RestV1:
-    def __init__(self, plane: DataPlane, max_body: int) -> None:
-        self.plane = plane
-        self.max_body = max_body
-        self.meter = metrics.ProtocolMeter(plane.settings.model_name, "v1")
+class RestV1(Adapter):
+    protocol = "v1"
 
     async def list(self, scope: Scope, receive: Receive, send: Send) -> None:
         models = V1ModelList(models=[self.meter.model])

@@ -3,9 +3,9 @@ binary tensor data extension both ways. HTTP in, data plane calls, HTTP out."""
 
 from __future__ import annotations
 
-from . import metrics
 from .asgi import (
     CLOSE,
+    Adapter,
     Receive,
     Scope,
     Send,
@@ -16,18 +16,14 @@ from .asgi import (
     respond_json,
 )
 from .codec import decode_request, encode_response
-from .dataplane import DataPlane
 from .errors import InferenceError
 
 OCTETS = (b"content-type", b"application/octet-stream")
 JSON_TYPE = (b"content-type", b"application/json")
 
 
-class RestV2:
-    def __init__(self, plane: DataPlane, max_body: int) -> None:
-        self.plane = plane
-        self.max_body = max_body
-        self.meter = metrics.ProtocolMeter(plane.settings.model_name, "v2")
+class RestV2(Adapter):
+    protocol = "v2"
 
     async def server_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
         await respond_json(send, 200, self.plane.server_metadata(), self.plane.draining)

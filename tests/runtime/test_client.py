@@ -143,12 +143,7 @@ SLOW_HANDLER = textwrap.dedent(
 def test_retries_through_connection_refused_and_503_while_loading(tmp_path, caplog):
     (tmp_path / "echo.py").write_text(SLOW_HANDLER)
     (tmp_path / "echo.bin").write_bytes(b"")
-    env = entrypoint_env(
-        tmp_path / "echo.bin",
-        "handler",
-        "echo:Echo",
-        "echo",
-    )
+    env = entrypoint_env(tmp_path / "echo.bin", "handler", "echo:Echo", "echo")
     runtime = Runtime(tmp_path, env)  # started, not waited for
     try:
         x = np.arange(6, dtype=np.int64).reshape(2, 3)

@@ -246,12 +246,7 @@ def test_handler_with_preprocess_predict_postprocess_and_bytes(tmp_path, start_r
 def test_float16_bfloat16_and_dynamic_int8(tmp_path, start_runtime, user_model):
     model = user_model.build_model().eval()
     torch.save(model.state_dict(), tmp_path / "w.pt")
-    base = entrypoint_env(
-        tmp_path / "w.pt",
-        "state-dict",
-        "usermodel:build_model",
-        "q",
-    )
+    base = entrypoint_env(tmp_path / "w.pt", "state-dict", "usermodel:build_model", "q")
     want = reference(model, X)
     runtimes = {
         "int8": start_runtime(**base, TORCHSHIP_QUANTIZE="dynamic-int8"),

@@ -20,16 +20,8 @@ import pytest
 import torch
 import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from served import (
-    ECHO,
-    WIDTH,
-    handler_env,
-    mlp,
-    reference,
-    save_torchscript,
-    serving,
-    torchscript_env,
-)
+from harness import save_torchscript, serving, torchscript_env
+from served import ECHO, WIDTH, handler_env, mlp, reference
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException

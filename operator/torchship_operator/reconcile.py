@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from . import api, autoscaling, render, rollout, status
 from .kube import Applied, Kube, Refused
 from .settings import Settings
+from .vocabulary import Event, EventType, one_line, revision_of
 
 log = logging.getLogger("torchship.reconcile")
 
@@ -35,15 +36,6 @@ class Observed:
     pods: Sequence[Mapping[str, Any]]
 
 
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event about the ModelService, for `kubectl describe`."""
-
-    type: str  # Normal | Warning
-    reason: str
-    message: str
-
-
 @dataclass
 class Outcome:
     ready: bool
@@ -52,7 +44,7 @@ class Outcome:
     writes: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
-    def emit(self, kind: str, reason: str, message: str) -> None:
+    def emit(self, kind: EventType, reason: str, message: str) -> None:
         self.events.append(Event(kind, reason, message))
 
 
@@ -110,7 +102,7 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         revisions=[
             rollout.ObservedRevision.from_deployment(
                 d,
-                failure=pods_failure(observed.pods, d["metadata"]["labels"][render.LABEL_REVISION]),
+                failure=pods_failure(observed.pods, revision_of(d)),
             )
             for d in observed.deployments
         ],
@@ -182,7 +174,7 @@ def refused_status(
         previous=previous,
         now=now_iso(),
         rollout=previous.get("rollout"),
-        failure=status.Failure("ApplyRefused", status.short(str(refused))),
+        failure=status.Failure("ApplyRefused", one_line(str(refused))),
     )
 
 
@@ -198,7 +190,7 @@ async def apply_children(
 ) -> None:
     """Apply what the decision asks for: Service, the desired Deployment, older revisions'
     scales, prunes, the HPA. Raises `Refused` at the first write the API server refuses."""
-    live = {d["metadata"]["labels"][render.LABEL_REVISION]: d for d in observed.deployments}
+    live = {revision_of(d): d for d in observed.deployments}
     wanted = render.render(owner, spec, image, decision.replicas, decision.serving)
     applied = await kube.apply(wanted.service, first(observed.services))
     note_apply(outcome, "Service", owner.name, applied)
@@ -325,7 +317,7 @@ def kube_equal(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 
 
 def pods_failure(pods: Sequence[Mapping[str, Any]], revision: str) -> str | None:
-    mine = [p for p in pods if p["metadata"]["labels"].get(render.LABEL_REVISION) == revision]
+    mine = [p for p in pods if revision_of(p) == revision]
     failure = status.pod_failure(mine)
     return f"{failure.reason}: {failure.message}" if failure else None
 

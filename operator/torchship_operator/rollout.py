@@ -19,13 +19,10 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from .vocabulary import MESSAGE_LIMIT, DeploymentView, Event, EventType, one_line
+
 Strategy = Literal["RollingUpdate", "Canary", "BlueGreen"]
 Phase = Literal["Stable", "Progressing", "Paused", "Aborted"]
-
-REVISION_LABEL = "torchship.dev/revision"
-VERSION_LABEL = "app.kubernetes.io/version"
-# Condition and event messages quote failures from the cluster; keep them one bounded line.
-MESSAGE_LIMIT = 240
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,18 +94,14 @@ class ObservedRevision:
     def from_deployment(
         cls, deployment: Mapping[str, Any], failure: str | None = None
     ) -> ObservedRevision:
-        meta = deployment["metadata"]
-        labels = meta.get("labels") or {}
-        status = deployment.get("status") or {}
-        created = meta.get("creationTimestamp")
+        view = DeploymentView.of(deployment)
         return cls(
-            revision=labels[REVISION_LABEL],
-            # The API server defaults spec.replicas to 1; a stored Deployment always has it.
-            replicas=(deployment.get("spec") or {}).get("replicas", 1),
-            ready=status.get("readyReplicas", 0),
-            available=status.get("availableReplicas", 0),
-            version=labels.get(VERSION_LABEL),
-            created_at=parse_time(created) if created else 0.0,
+            revision=view.revision,
+            replicas=view.replicas,
+            ready=view.ready,
+            available=view.available,
+            version=view.version,
+            created_at=parse_time(view.created) if view.created else 0.0,
             failure=failure,
         )
 
@@ -184,13 +177,6 @@ def parse_time(value: str | float) -> float:
 
 # ---------------------------------------------------------------------------------------------
 # Outputs
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -561,7 +547,7 @@ class _Pass:
         r = self.observed.get(revision or "")
         return f"{revision} ({r.version})" if r and r.version else str(revision)
 
-    def emit(self, kind: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+    def emit(self, kind: EventType, reason: str, message: str) -> None:
         self.events.append(Event(kind, reason, message))
 
     # -- the decision ----------------------------------------------------------------------------
@@ -693,8 +679,3 @@ def failure_reason(failure: str | None) -> str | None:
         return None
     head = failure.split(":", 1)[0].strip()
     return head if head.isalnum() and head[:1].isupper() else "RevisionFailed"
-
-
-def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import render
+from .vocabulary import DeploymentView, revision_of
 
 # Container waiting reasons that mean the revision will not come up without a change.
 FAILING_WAIT_REASONS = {
@@ -29,34 +30,6 @@ FAILING_WAIT_REASONS = {
 class Failure:
     reason: str
     message: str
-
-
-@dataclass(frozen=True)
-class RevisionView:
-    """One revision's Deployment, reduced to what status needs."""
-
-    name: str
-    revision: str
-    version: str | None
-    replicas: int
-    ready: int
-    available: int
-    up_to_date: bool
-
-    @classmethod
-    def from_deployment(cls, deployment: Mapping[str, Any]) -> RevisionView:
-        meta, spec = deployment["metadata"], deployment.get("spec", {})
-        status = deployment.get("status", {})
-        labels = meta.get("labels", {})
-        return cls(
-            name=meta["name"],
-            revision=labels.get(render.LABEL_REVISION, ""),
-            version=labels.get("app.kubernetes.io/version"),
-            replicas=spec.get("replicas", 0),
-            ready=status.get("readyReplicas", 0),
-            available=status.get("availableReplicas", 0),
-            up_to_date=status.get("observedGeneration", 0) >= meta.get("generation", 0),
-        )
 
 
 def deployment_failure(deployment: Mapping[str, Any]) -> Failure | None:
@@ -126,7 +99,7 @@ def compute(
 ) -> dict[str, Any]:
     """The whole status subresource. `failure` is a known cause (invalid spec, aborted rollout);
     `step` what an unfinished rollout waits for (a canary pause, a promotion), when it says."""
-    views = sorted((RevisionView.from_deployment(d) for d in deployments), key=lambda v: v.name)
+    views = sorted((DeploymentView.of(d) for d in deployments), key=lambda v: v.name)
     current = next((v for v in views if v.revision == desired_revision), None)
     ready_total = sum(v.ready for v in views)
     others_gone = all(v.replicas == 0 and v.ready == 0 for v in views if v is not current)
@@ -138,11 +111,7 @@ def compute(
         and others_gone
     )
     if failure is None and current is not None and not done:
-        revision_pods = [
-            p
-            for p in pods
-            if p["metadata"].get("labels", {}).get(render.LABEL_REVISION) == desired_revision
-        ]
+        revision_pods = [p for p in pods if revision_of(p) == desired_revision]
         deployment = next(d for d in deployments if d["metadata"]["name"] == current.name)
         failure = pod_failure(revision_pods) or deployment_failure(deployment)
 
@@ -215,13 +184,7 @@ def compute(
     return status
 
 
-def phase(view: RevisionView, desired: str, done: bool) -> str:
+def phase(view: DeploymentView, desired: str, done: bool) -> str:
     if view.revision == desired:
         return "Serving" if done else "Progressing"
     return "Serving" if view.replicas > 0 else "Retired"
-
-
-def short(text: str, limit: int = 300) -> str:
-    """One line, bounded: for condition messages and events."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."

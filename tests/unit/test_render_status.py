@@ -232,9 +232,12 @@ def test_last_transition_time_moves_only_when_status_flips():
     assert conditions(later)["Progressing"]["lastTransitionTime"] == T1  # True -> False
 
 
-def test_messages_are_bounded_single_lines():
-    assert status.short("a\n  b\tc") == "a b c"
-    assert len(status.short("x" * 1000)) == 300
+def test_a_deployment_without_spec_replicas_counts_as_one_replica():
+    bare = deployment(ready=0)
+    del bare["spec"]["replicas"]
+    s = compute([bare])
+    assert s["replicas"] == 1
+    assert s["revisions"][0]["replicas"] == 1
 
 
 def test_a_crash_loop_speaks_with_the_containers_own_termination_message():

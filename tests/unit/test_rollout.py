@@ -21,6 +21,7 @@ from torchship_operator.rollout import (
     failure_reason,
     plan,
 )
+from torchship_operator.vocabulary import MESSAGE_LIMIT
 
 ROLLING = RolloutPolicy()
 MAKE_ROOM = RolloutPolicy(max_surge=0, max_unavailable=1)
@@ -330,7 +331,7 @@ def test_abort_message_is_one_bounded_line_that_keeps_the_outcome():
     observed = [rev("a", 3), rev("b", 2, 1, failure=failure)]
     d = call(state=state, revisions=observed, now=600.0)
     message = d.state.message
-    assert len(message) <= 240 and "\n" not in message
+    assert len(message) <= MESSAGE_LIMIT and "\n" not in message
     assert message.startswith("revision b made no progress for 600s: Unschedulable: 0/400")
     assert message.endswith("...; traffic went back to revision a")
     assert d.events[0].message == message == d.degraded.message

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from . import budget
 from .vocabulary import MESSAGE_LIMIT, DeploymentView, Event, EventType, one_line
 
 Strategy = Literal["RollingUpdate", "Canary", "BlueGreen"]
@@ -299,13 +300,7 @@ class _Pass:
             and prior.phase == "Progressing"
         )
         if not ongoing:
-            prior = RolloutState(
-                target_revision=desired,
-                phase="Progressing",
-                started_at=self.now,
-                progress_at=self.now,
-                target_ready=self.ready(desired),
-            )
+            prior = self.started()
         self.state = self.progressed(prior)
         if self.state.reason is None and self.past_deadline():
             # No older revision to go back to: keep trying, but say so once.
@@ -339,13 +334,7 @@ class _Pass:
             if superseded not in (None, stable, desired) and prior.phase != "Aborted":
                 message += f"; the rollout of revision {self.name(superseded)} was superseded"
             self.emit("Normal", "RolloutStarted", message)
-            prior = RolloutState(
-                target_revision=desired,
-                phase="Progressing",
-                started_at=self.now,
-                progress_at=self.now,
-                target_ready=self.ready(desired),
-            )
+            prior = self.started()
         self.state = self.progressed(replace(prior, stable_revision=stable))
 
         if self.total == 0:  # nothing runs: nothing to protect
@@ -391,7 +380,7 @@ class _Pass:
                     return self.complete(stable, replicas)
                 return replicas, self.by_ready(replicas, stable)
             step = steps[index]
-            canary, base = canary_split(self.total, step.weight, surge)
+            canary, base = budget.canary_split(self.total, step.weight, surge)
             targets = {desired: canary, stable: base}
             replicas = others | self.transition(targets, stable)
             if self.state.phase == "Progressing":
@@ -455,35 +444,19 @@ class _Pass:
     # -- helpers -------------------------------------------------------------------------------
 
     def transition(self, targets: Mapping[str, int], stable: str) -> dict[str, int]:
-        """One move from the replicas last decided toward `targets`, within the budget:
-        at most total + maxSurge pods, at least total - maxUnavailable of them ready.
-        With maxSurge 0 the old revision gives way first ("make room first")."""
+        """One move toward `targets` within the policy's budget (budget.transition)."""
         surge, unavailable = self.policy.budget
-        new = {r: self.spec(r) for r in targets}
-        ready = {r: self.ready(r) for r in targets}
-        # Pods that are not ready serve nothing: revisions going down drop those first.
-        for r, target in targets.items():
-            if new[r] > target:
-                new[r] = max(target, ready[r])
-        # Then ready pods, while enough stay ready. The stable revision gives way last.
-        spare = sum(min(ready[r], new[r]) for r in new) - (self.total - unavailable)
-        order = sorted(
-            (r for r in targets if r != stable),
-            key=lambda r: (self.observed[r].created_at if r in self.observed else 0.0, r),
+        return budget.transition(
+            targets,
+            decided={r: self.spec(r) for r in targets},
+            ready={r: self.ready(r) for r in targets},
+            created={r: self.observed[r].created_at for r in targets if r in self.observed},
+            stable=stable,
+            desired=self.desired,
+            total=self.total,
+            surge=surge,
+            unavailable=unavailable,
         )
-        for r in [*order, stable] if stable in targets else order:
-            take = min(max(0, spare), new[r] - targets[r])
-            if take > 0:
-                new[r] -= take
-                spare -= take
-        # Revisions going up take the room left under total + maxSurge, the desired first.
-        room = self.total + surge - sum(new.values())
-        for r in sorted(targets, key=lambda r: (r != self.desired, r != stable)):
-            grow = min(max(0, room), targets[r] - new[r])
-            if grow > 0:
-                new[r] += grow
-                room -= grow
-        return new
 
     def done(self, replicas: Mapping[str, int]) -> bool:
         """The desired revision holds every replica, all available, and nothing else runs."""
@@ -495,20 +468,18 @@ class _Pass:
         )
 
     def by_ready(self, replicas: Mapping[str, int], stable: str) -> dict[str, int]:
-        """Weights as the Service spreads requests: in proportion to the ready pods that stay."""
-        counts = {
-            r: min(self.ready(r), n)
-            for r, n in sorted(replicas.items(), key=lambda kv: (kv[0] != stable, kv[0]))
-            if n > 0
-        }
-        weights = apportion(counts)
-        if weights:
-            return weights
-        # Nothing ready yet: name the revision that holds the pods, so weights never go empty.
-        fallback = max(
-            sorted(replicas), key=lambda r: (replicas[r], r == stable, r == self.desired)
+        ready = {r: self.ready(r) for r in replicas}
+        return budget.weights_by_ready(replicas, ready, stable, self.desired)
+
+    def started(self) -> RolloutState:
+        """A rollout of the desired revision beginning now."""
+        return RolloutState(
+            target_revision=self.desired,
+            phase="Progressing",
+            started_at=self.now,
+            progress_at=self.now,
+            target_ready=self.ready(self.desired),
         )
-        return {fallback: 100}
 
     def progressed(self, state: RolloutState) -> RolloutState:
         """More ready pods on the target than ever before in this rollout is progress."""
@@ -632,44 +603,6 @@ class _Pass:
             ), healthy
         message = f"rolling out revision {self.name(desired)} ({self.policy.strategy})"
         return ConditionHint(True, "RolloutInProgress", message), healthy
-
-
-# ---------------------------------------------------------------------------------------------
-# Arithmetic
-
-
-def canary_split(total: int, weight: int, surge: int) -> tuple[int, int]:
-    """(canary pods, stable pods) for a step below 100%: weight% of total, rounded half up,
-    at least one canary pod, and at least one stable pod (beside a lone canary pod when
-    total is 1, if maxSurge leaves room for it)."""
-    if total <= 0:
-        return 0, 0
-    canary = max(1, (total * weight + 50) // 100)
-    if total >= 2:
-        canary = min(canary, total - 1)
-        return canary, total - canary
-    return 1, 1 if surge >= 1 else 0
-
-
-def apportion(counts: Mapping[str, int]) -> dict[str, int]:
-    """Whole percentages in proportion to the positive counts, summing to 100 (largest
-    remainder, ties in the given order); every positive count gets at least 1."""
-    positive = {k: v for k, v in counts.items() if v > 0}
-    if not positive:
-        return {}
-    whole = sum(positive.values())
-    shares = {k: 100 * v // whole for k, v in positive.items()}
-    order = list(positive)
-    by_remainder = sorted(order, key=lambda k: (-(100 * positive[k] % whole), order.index(k)))
-    for k in by_remainder[: 100 - sum(shares.values())]:
-        shares[k] += 1
-    if len(shares) <= 100:
-        for k in order:
-            if shares[k] == 0:
-                donor = max(order, key=lambda d: (shares[d], -order.index(d)))
-                shares[donor] -= 1
-                shares[k] = 1
-    return shares
 
 
 def failure_reason(failure: str | None) -> str | None:

@@ -16,8 +16,6 @@ from torchship_operator.rollout import (
     RolloutPolicy,
     RolloutState,
     Step,
-    apportion,
-    canary_split,
     failure_reason,
     plan,
 )
@@ -183,24 +181,6 @@ def test_both_budgets_zero_still_progresses_one_pod_at_a_time():
 
 # ---------------------------------------------------------------------------------------------
 # Canary
-
-
-@pytest.mark.parametrize(
-    ("total", "weight", "surge", "expected"),
-    [
-        (10, 10, 1, (1, 9)),
-        (10, 25, 1, (3, 7)),  # 2.5 rounds half up
-        (4, 50, 1, (2, 2)),
-        (2, 10, 1, (1, 1)),  # at least one canary pod
-        (2, 99, 1, (1, 1)),  # at least one stable pod below 100%
-        (3, 90, 0, (2, 1)),
-        (1, 10, 1, (1, 1)),  # a lone canary beside the lone stable pod, in the surge
-        (1, 10, 0, (1, 0)),  # no surge: the canary replaces it
-        (0, 50, 1, (0, 0)),
-    ],
-)
-def test_canary_split(total, weight, surge, expected):
-    assert canary_split(total, weight, surge) == expected
 
 
 def test_canary_step_waits_for_its_pods_then_pauses_then_advances():
@@ -442,21 +422,6 @@ def test_policy_from_spec_reads_the_api_model():
     policy = RolloutPolicy.from_spec(spec)
     assert policy.steps == (Step(10, 60), Step(50, None))
     assert policy.strategy == "Canary" and policy.max_surge == spec.max_surge
-
-
-@pytest.mark.parametrize(
-    ("counts", "expected"),
-    [
-        ({"a": 1, "b": 1}, {"a": 50, "b": 50}),
-        ({"a": 2, "b": 1}, {"a": 67, "b": 33}),
-        ({"a": 1, "b": 1, "c": 1}, {"a": 34, "b": 33, "c": 33}),
-        ({"a": 999, "b": 1}, {"a": 99, "b": 1}),  # a serving revision never shows 0
-        ({"a": 3, "b": 0}, {"a": 100}),
-        ({}, {}),
-    ],
-)
-def test_apportion(counts, expected):
-    assert apportion(counts) == expected
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,9 @@ from pydantic import ValidationError
 from . import api, autoscaling, render, rollout, status
 from .kube import Applied, Kube, Refused
 from .settings import Settings
-from .vocabulary import Event, EventType, one_line, revision_of
+from .vocabulary import Cause, Event, EventType, one_line, revision_of
 
 log = logging.getLogger("torchship.reconcile")
-
-# Rollout phases that wait on time or on a person rather than on pods.
-WAITING_REASONS = {"CanaryPaused", "AwaitingPromotion"}
 
 
 @dataclass
@@ -73,20 +70,14 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         spec = api.ModelServiceSpec.model_validate(body.get("spec") or {})
     except ValidationError as error:
         # The CRD rejects most of this; what slips through waits for a spec change, no retry.
-        failure = status.Failure("InvalidSpec", invalid_spec_message(error))
         new_status = status.compute(
             owner=owner,
-            url="",
+            wanted=status.Wanted(revision="", total=0),
+            children=status.Children(observed.deployments),
             generation=generation,
-            desired_revision="",
-            total=0,
-            max_unavailable=0,
-            weights={},
-            deployments=observed.deployments,
-            pods=[],
             previous=previous,
             now=now_iso(),
-            failure=failure,
+            cause=Cause.failed("InvalidSpec", invalid_spec_message(error)),
         )
         await write_status(kube, owner, previous, new_status, outcome)
         return outcome
@@ -120,29 +111,19 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         await write_status(kube, owner, previous, new_status, outcome)
         return outcome
 
-    failure = None
-    if decision.state.phase == "Aborted":
-        failure = status.Failure(
-            decision.state.reason or "RolloutAborted", decision.state.message or ""
-        )
+    given_up = decision.cause is not None and decision.cause.kind == "failed"
+    # After an abort the status reports on the revision that serves again.
+    reported = (decision.state.stable_revision or desired) if given_up else desired
     new_status = status.compute(
         owner=owner,
-        url=render.service_url(owner, spec),
-        grpc_address=render.grpc_address(owner, spec),
+        wanted=wanted(owner, spec, reported),
+        children=status.Children(observed.deployments, observed.pods),
         generation=generation,
-        desired_revision=desired
-        if failure is None
-        else (decision.state.stable_revision or desired),
-        total=spec.total_replicas,
-        max_unavailable=spec.rollout.max_unavailable,
-        weights=decision.weights,
-        deployments=observed.deployments,
-        pods=observed.pods,
         previous=previous,
         now=now_iso(),
+        cause=decision.cause,
+        weights=decision.weights,
         rollout=decision.state.to_dict(),
-        failure=failure,
-        step=rollout_step(decision),
     )
     await write_status(kube, owner, previous, new_status, outcome)
     outcome.requeue_after = decision.requeue_after
@@ -162,19 +143,24 @@ def refused_status(
     the rollout state and the traffic split stay as last reported (nothing new was applied)."""
     return status.compute(
         owner=owner,
-        url=render.service_url(owner, spec),
-        grpc_address=render.grpc_address(owner, spec),
+        wanted=wanted(owner, spec, desired),
+        children=status.Children(observed.deployments, observed.pods),
         generation=generation,
-        desired_revision=desired,
-        total=spec.total_replicas,
-        max_unavailable=spec.rollout.max_unavailable,
-        weights={r["revision"]: r["weight"] for r in previous.get("revisions") or []},
-        deployments=observed.deployments,
-        pods=observed.pods,
         previous=previous,
         now=now_iso(),
+        cause=Cause.failed("ApplyRefused", one_line(str(refused))),
+        weights={r["revision"]: r["weight"] for r in previous.get("revisions") or []},
         rollout=previous.get("rollout"),
-        failure=status.Failure("ApplyRefused", one_line(str(refused))),
+    )
+
+
+def wanted(owner: render.Owner, spec: api.ModelServiceSpec, revision: str) -> status.Wanted:
+    return status.Wanted(
+        revision=revision,
+        total=spec.total_replicas,
+        max_unavailable=spec.rollout.max_unavailable,
+        url=render.service_url(owner, spec),
+        grpc_address=render.grpc_address(owner, spec),
     )
 
 
@@ -223,14 +209,6 @@ async def apply_children(
         outcome.emit(event.type, event.reason, event.message)
 
     await reconcile_hpa(owner, spec, observed, kube, outcome)
-
-
-def rollout_step(decision: rollout.Decision) -> status.Failure | None:
-    """What a rollout waits for, when it is more than its pods coming up."""
-    hint = decision.progressing
-    if hint.status and hint.reason in WAITING_REASONS:
-        return status.Failure(hint.reason, hint.message)
-    return None
 
 
 def note_apply(outcome: Outcome, kind: str, name: str, applied: Applied) -> None:

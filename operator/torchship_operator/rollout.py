@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from . import budget
-from .vocabulary import MESSAGE_LIMIT, DeploymentView, Event, EventType, one_line
+from .vocabulary import MESSAGE_LIMIT, Cause, DeploymentView, Event, EventType, one_line
 
 Strategy = Literal["RollingUpdate", "Canary", "BlueGreen"]
 Phase = Literal["Stable", "Progressing", "Paused", "Aborted"]
@@ -181,15 +181,6 @@ def parse_time(value: str | float) -> float:
 
 
 @dataclass(frozen=True)
-class ConditionHint:
-    """What the rollout says about a condition of the ModelService (metav1.Condition)."""
-
-    status: bool
-    reason: str
-    message: str = ""
-
-
-@dataclass(frozen=True)
 class Decision:
     replicas: dict[str, int]  # every kept revision (0 for old ones) and the desired one
     weights: dict[str, int]  # percent of the traffic; the serving revisions, summing to 100
@@ -198,8 +189,9 @@ class Decision:
     requeue_after: float | None = None  # seconds to the next time-based change
     events: tuple[Event, ...] = ()
     prune: tuple[str, ...] = ()  # revisions beyond revisionHistoryLimit, already at 0: delete
-    progressing: ConditionHint = ConditionHint(False, "RolloutComplete")
-    degraded: ConditionHint = ConditionHint(False, "AsExpected")
+    # What the rollout waits for beyond its pods (a canary pause, a promotion), or why it was
+    # given up. None: stable, or pods coming up; the pods say how far, or what fails them.
+    cause: Cause | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,7 +521,6 @@ class _Pass:
         prune = self.prune(replicas)
         for r in prune:
             del replicas[r]
-        progressing, degraded = self.hints()
         return Decision(
             replicas=replicas,
             weights=weights,
@@ -538,8 +529,7 @@ class _Pass:
             requeue_after=self.requeue_after(),
             events=tuple(self.events),
             prune=prune,
-            progressing=progressing,
-            degraded=degraded,
+            cause=self.cause(),
         )
 
     def prune(self, replicas: Mapping[str, int]) -> tuple[str, ...]:
@@ -570,39 +560,18 @@ class _Pass:
         future = [t - self.now for t in wakeups if t > self.now]
         return min(future) if future else None
 
-    def hints(self) -> tuple[ConditionHint, ConditionHint]:
-        state, desired = self.state, self.desired
-        healthy = ConditionHint(False, "AsExpected")
+    def cause(self) -> Cause | None:
+        state = self.state
         if state.phase == "Aborted":
-            reason = state.reason or "RolloutAborted"
-            return (
-                ConditionHint(False, "RolloutAborted", state.message or ""),
-                ConditionHint(True, reason, state.message or ""),
-            )
-        if state.phase == "Stable":
-            return ConditionHint(False, "RolloutComplete", ""), healthy
-        if state.reason:  # the first revision stalled
-            return (
-                ConditionHint(False, state.reason, state.message or ""),
-                ConditionHint(True, state.reason, state.message or ""),
-            )
+            return Cause.failed(state.reason or "RolloutAborted", state.message or "")
         steps = self.policy.canary_steps
-        if self.policy.strategy == "Canary" and state.step < len(steps):
+        if self.policy.strategy == "Canary" and state.phase == "Paused" and state.step < len(steps):
             step = steps[state.step]
-            if state.phase == "Paused":
-                reason = "AwaitingPromotion" if step.pause_seconds is None else "CanaryPaused"
-                return ConditionHint(True, reason, self.step_message(state.step, step)), healthy
-            message = (
-                f"step {state.step} of revision {self.name(desired)} at {step.weight}%: "
-                "waiting for its pods"
-            )
-            return ConditionHint(True, "RolloutInProgress", message), healthy
-        if state.stable_revision is None:
-            return ConditionHint(
-                True, "RolloutInProgress", f"bringing up revision {desired}"
-            ), healthy
-        message = f"rolling out revision {self.name(desired)} ({self.policy.strategy})"
-        return ConditionHint(True, "RolloutInProgress", message), healthy
+            reason = "AwaitingPromotion" if step.pause_seconds is None else "CanaryPaused"
+            return Cause.waiting(reason, self.step_message(state.step, step))
+        # A first revision that stalls keeps trying (RolloutStalled said so once): its pods
+        # tell why better than the deadline does.
+        return None
 
 
 def failure_reason(failure: str | None) -> str | None:

@@ -1,5 +1,5 @@
 """The words the pure modules (render, rollout, status, reconcile) share: label keys, the Event
-type, one-line messages, and a revision's Deployment read as a view.
+type, one-line messages, the cause a condition tells, and a revision's Deployment read as a view.
 
 A Deployment read here always has `spec.replicas` once stored (the API server defaults it to 1);
 a body without it, as tests or a hand-written object may have, means the same 1.
@@ -30,6 +30,27 @@ class Event:
     type: EventType
     reason: str
     message: str
+
+
+CauseKind = Literal["waiting", "failed"]
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Why a ModelService is not where its spec says, in a condition's words: `waiting` on time
+    or a person (Progressing stays True), or `failed` (Ready False, Degraded True)."""
+
+    kind: CauseKind
+    reason: str  # CamelCase, the condition's reason
+    message: str = ""
+
+    @classmethod
+    def waiting(cls, reason: str, message: str = "") -> Cause:
+        return cls("waiting", reason, message)
+
+    @classmethod
+    def failed(cls, reason: str, message: str = "") -> Cause:
+        return cls("failed", reason, message)
 
 
 def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:

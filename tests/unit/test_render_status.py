@@ -8,6 +8,7 @@ from typing import Any
 from torchship_operator import api, render, status
 from torchship_operator.kube import Refused
 from torchship_operator.reconcile import Observed, refused_status
+from torchship_operator.vocabulary import Cause
 
 OWNER = render.Owner(name="mlp", namespace="ml", uid="u")
 REV = "aaaaaaaaaa"
@@ -65,20 +66,23 @@ def waiting_pod(reason: str, message: str = "") -> dict[str, Any]:
     }
 
 
-def compute(deployments, pods=(), previous=None, now=T0, total=2, **extra) -> dict[str, Any]:
+def compute(
+    deployments, pods=(), previous=None, now=T0, total=2, grpc_address=None, cause=None
+) -> dict[str, Any]:
     return status.compute(
         owner=OWNER,
-        url="http://mlp.ml.svc.cluster.local:8080",
+        wanted=status.Wanted(
+            revision=REV,
+            total=total,
+            url="http://mlp.ml.svc.cluster.local:8080",
+            grpc_address=grpc_address,
+        ),
+        children=status.Children(list(deployments), list(pods)),
         generation=3,
-        desired_revision=REV,
-        total=total,
-        max_unavailable=0,
-        weights={REV: 100},
-        deployments=list(deployments),
-        pods=list(pods),
         previous=previous or {},
         now=now,
-        **extra,
+        cause=cause,
+        weights={REV: 100},
     )
 
 
@@ -181,14 +185,14 @@ def test_progress_deadline_exceeded_from_the_deployment():
 
 
 def test_a_known_failure_wins():
-    s = compute([deployment()], failure=status.Failure("InvalidSpec", "spec.x: bad"))
+    s = compute([deployment()], cause=Cause.failed("InvalidSpec", "spec.x: bad"))
     assert conditions(s)["Ready"]["reason"] == "InvalidSpec"
     assert conditions(s)["Degraded"]["message"] == "spec.x: bad"
 
 
 def test_a_rollout_step_that_waits_is_named():
-    step = status.Failure("AwaitingPromotion", "step 0 of revision x at 10%: waiting")
-    s = compute([deployment(ready=1)], step=step)
+    step = Cause.waiting("AwaitingPromotion", "step 0 of revision x at 10%: waiting")
+    s = compute([deployment(ready=1)], cause=step)
     assert brief(s)["Ready"] == ("False", "AwaitingPromotion")
     assert brief(s)["Progressing"] == ("True", "AwaitingPromotion")
     assert brief(s)["Degraded"] == ("False", "AsExpected")

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from . import budget
-from .vocabulary import MESSAGE_LIMIT, Cause, DeploymentView, Event, EventType, one_line
+from .revisions import ObservedRevision, Revisions, parse_time
+from .vocabulary import MESSAGE_LIMIT, Cause, Event, EventType, one_line
 
 Strategy = Literal["RollingUpdate", "Canary", "BlueGreen"]
 Phase = Literal["Stable", "Progressing", "Paused", "Aborted"]
@@ -77,34 +78,6 @@ class RolloutPolicy:
         policy makes room one pod at a time, as `maxSurge: 0` means on a full cluster."""
         surge, unavailable = max(0, self.max_surge), max(0, self.max_unavailable)
         return (surge, unavailable) if surge or unavailable else (0, 1)
-
-
-@dataclass(frozen=True)
-class ObservedRevision:
-    """One revision's Deployment as observed."""
-
-    revision: str  # the short hash that names the revision
-    replicas: int = 0  # spec.replicas: what was last decided for it
-    ready: int = 0
-    available: int = 0
-    version: str | None = None  # the declared model.version, for messages
-    created_at: float = 0.0  # orders the history: newest revisions are kept
-    failure: str | None = None  # why its pods do not come up, e.g. "Unschedulable: 0/4 nodes..."
-
-    @classmethod
-    def from_deployment(
-        cls, deployment: Mapping[str, Any], failure: str | None = None
-    ) -> ObservedRevision:
-        view = DeploymentView.of(deployment)
-        return cls(
-            revision=view.revision,
-            replicas=view.replicas,
-            ready=view.ready,
-            available=view.available,
-            version=view.version,
-            created_at=parse_time(view.created) if view.created else 0.0,
-            failure=failure,
-        )
 
 
 @dataclass(frozen=True)
@@ -170,12 +143,6 @@ def format_time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_time(value: str | float) -> float:
-    if isinstance(value, int | float):
-        return float(value)
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
 # ---------------------------------------------------------------------------------------------
 # Outputs
 
@@ -209,7 +176,8 @@ def plan(
     promoted_step: int | None = None,
 ) -> Decision:
     """Decide one pass. Deterministic: the same inputs give the same decision."""
-    run = _Pass(policy, desired, max(0, total), revisions, now, promoted_step, state)
+    seen = Revisions.of(revisions)
+    run = _Pass(policy, desired, max(0, total), seen, now, promoted_step, state)
     stable = run.stable()
     if stable is None:
         replicas, weights = run.first_revision()
@@ -231,7 +199,7 @@ class _Pass:
     policy: RolloutPolicy
     desired: str
     total: int
-    revisions: Sequence[ObservedRevision]
+    seen: Revisions  # the observed revisions
     now: float
     promoted_step: int | None
     prior: RolloutState | None
@@ -239,51 +207,33 @@ class _Pass:
     events: list[Event] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
-        self.observed = {r.revision: r for r in self.revisions}
         self.state = self.prior or RolloutState()
 
-    # -- what is observed --------------------------------------------------------------------
-
-    def spec(self, revision: str) -> int:
-        r = self.observed.get(revision)
-        return max(0, r.replicas) if r else 0
-
-    def ready(self, revision: str) -> int:
-        """Ready pods that will stay: pods above spec.replicas are on their way out."""
-        r = self.observed.get(revision)
-        return max(0, min(r.ready, r.replicas)) if r else 0
-
-    def available(self, revision: str) -> int:
-        r = self.observed.get(revision)
-        return max(0, min(r.available, r.replicas)) if r else 0
-
-    def others(self, *keep: str | None) -> list[str]:
-        return [r for r in self.observed if r not in keep]
+    # -- which revision to fall back on ----------------------------------------------------------
 
     def stable(self) -> str | None:
         """The revision to fall back on. When status.rollout was lost (or its stable revision
         deleted by hand), adopt what the cluster shows rather than start from nothing."""
         remembered = self.state.stable_revision
-        if remembered in self.observed or (remembered and remembered == self.desired):
+        if remembered in self.seen or (remembered and remembered == self.desired):
             return remembered  # (a stable revision at 0 replicas may not be created yet)
         if remembered is None and self.state.target_revision is not None:
             return None  # the first revision is still coming up: nothing proven yet
-        if self.desired in self.observed and self.available(self.desired) >= self.total:
+        if self.desired in self.seen and self.seen.available(self.desired) >= self.total:
             return self.desired
-        candidates = [r for r in self.observed.values() if self.available(r.revision) > 0]
-        if not candidates:
-            return None
-        return max(candidates, key=lambda r: (self.available(r.revision), r.created_at)).revision
+        return self.seen.most_available()
 
     # -- paths ---------------------------------------------------------------------------------
 
     def first_revision(self) -> tuple[dict[str, int], dict[str, int]]:
         """Nothing to protect: the desired revision takes every replica at once."""
         desired, prior = self.desired, self.state
-        replicas = {r: 0 for r in self.others(desired)} | {desired: self.total}
-        if self.available(desired) >= self.total:
+        replicas = {r: 0 for r in self.seen.others(desired)} | {desired: self.total}
+        if self.seen.available(desired) >= self.total:
             if prior.stable_revision != desired or prior.phase != "Stable":
-                self.emit("Normal", "RolloutComplete", f"revision {self.name(desired)} is stable")
+                self.emit(
+                    "Normal", "RolloutComplete", f"revision {self.seen.name(desired)} is stable"
+                )
             self.state = RolloutState(stable_revision=desired)
             return replicas, {desired: 100}
         ongoing = (
@@ -309,8 +259,8 @@ class _Pass:
             self.emit(
                 "Normal",
                 "RolloutAbandoned",
-                f"rollout of revision {self.name(prior.target_revision)} abandoned; "
-                f"revision {self.name(stable)} serves again",
+                f"rollout of revision {self.seen.name(prior.target_revision)} abandoned; "
+                f"revision {self.seen.name(stable)} serves again",
             )
         self.state = RolloutState(stable_revision=stable)
         return self.return_to(stable)
@@ -319,12 +269,13 @@ class _Pass:
         desired, prior = self.desired, self.state
         if prior.target_revision != desired or prior.phase in ("Stable", "Aborted"):
             superseded = prior.target_revision
+            name = self.seen.name
             message = (
-                f"rolling out revision {self.name(desired)} over revision {self.name(stable)} "
+                f"rolling out revision {name(desired)} over revision {name(stable)} "
                 f"({self.policy.strategy})"
             )
             if superseded not in (None, stable, desired) and prior.phase != "Aborted":
-                message += f"; the rollout of revision {self.name(superseded)} was superseded"
+                message += f"; the rollout of revision {self.seen.name(superseded)} was superseded"
             self.emit("Normal", "RolloutStarted", message)
             prior = self.started()
         self.state = self.progressed(replace(prior, stable_revision=stable))
@@ -344,7 +295,7 @@ class _Pass:
         return replicas, weights
 
     def rolling(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
-        targets = {r: 0 for r in self.others(self.desired)} | {self.desired: self.total}
+        targets = {r: 0 for r in self.seen.others(self.desired)} | {self.desired: self.total}
         replicas = self.transition(targets, stable)
         if self.done(replicas):
             return self.complete(stable, replicas)
@@ -353,14 +304,14 @@ class _Pass:
     def blue_green(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
         """The new revision comes up in full beside the stable one; traffic switches at once."""
         desired = self.desired
-        replicas = {r: 0 for r in self.others(desired, stable)}
-        if self.available(desired) >= self.total:
+        replicas = {r: 0 for r in self.seen.others(desired, stable)}
+        if self.seen.available(desired) >= self.total:
             return self.complete(stable, replicas | {desired: self.total, stable: 0})
         return replicas | {stable: self.total, desired: self.total}, {stable: 100}
 
     def canary(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
         desired, steps = self.desired, self.policy.canary_steps
-        others = {r: 0 for r in self.others(desired, stable)}  # not part of this canary
+        others = {r: 0 for r in self.seen.others(desired, stable)}  # not part of this canary
         surge, _ = self.policy.budget
         # Each pass walks as far as it can: steps whose pause already ended pass at once.
         while True:
@@ -379,7 +330,7 @@ class _Pass:
                 reached = (
                     replicas[desired] == canary
                     and replicas[stable] == base
-                    and self.ready(desired) >= canary
+                    and self.seen.ready(desired) >= canary
                 )
                 if not reached:
                     return replicas, self.by_ready(replicas, stable)
@@ -398,7 +349,7 @@ class _Pass:
     def abort(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
         reason, why = self.stall_reason()
         # The cause can be long (a scheduler message): the outcome must survive the cut.
-        outcome = f"; traffic went back to revision {self.name(stable)}"
+        outcome = f"; traffic went back to revision {self.seen.name(stable)}"
         message = one_line(why, MESSAGE_LIMIT - len(outcome)) + outcome
         self.state = replace(
             self.state,
@@ -415,7 +366,7 @@ class _Pass:
         """Everything back on `stable`. RollingUpdate goes back the way it came (the others
         may hold most of the pods); Canary and BlueGreen switch at once, since the stable
         revision still holds nearly all of them."""
-        targets = {r: 0 for r in self.others(stable)} | {stable: self.total}
+        targets = {r: 0 for r in self.seen.others(stable)} | {stable: self.total}
         if self.policy.strategy == "RollingUpdate":
             replicas = self.transition(targets, stable)
             return replicas, self.by_ready(replicas, stable)
@@ -428,7 +379,7 @@ class _Pass:
         self.emit(
             "Normal",
             "RolloutComplete",
-            f"revision {self.name(desired)} is stable (was {self.name(stable)})",
+            f"revision {self.seen.name(desired)} is stable (was {self.seen.name(stable)})",
         )
         self.state = RolloutState(stable_revision=desired)
         return replicas, {desired: 100}
@@ -440,9 +391,9 @@ class _Pass:
         surge, unavailable = self.policy.budget
         return budget.transition(
             targets,
-            decided={r: self.spec(r) for r in targets},
-            ready={r: self.ready(r) for r in targets},
-            created={r: self.observed[r].created_at for r in targets if r in self.observed},
+            decided={r: self.seen.spec(r) for r in targets},
+            ready={r: self.seen.ready(r) for r in targets},
+            created=self.seen.created(targets),
             stable=stable,
             desired=self.desired,
             total=self.total,
@@ -455,12 +406,12 @@ class _Pass:
         desired = self.desired
         return (
             replicas.get(desired, 0) == self.total
-            and self.available(desired) >= self.total
+            and self.seen.available(desired) >= self.total
             and all(n == 0 for r, n in replicas.items() if r != desired)
         )
 
     def by_ready(self, replicas: Mapping[str, int], stable: str) -> dict[str, int]:
-        ready = {r: self.ready(r) for r in replicas}
+        ready = {r: self.seen.ready(r) for r in replicas}
         return budget.weights_by_ready(replicas, ready, stable, self.desired)
 
     def started(self) -> RolloutState:
@@ -470,12 +421,12 @@ class _Pass:
             phase="Progressing",
             started_at=self.now,
             progress_at=self.now,
-            target_ready=self.ready(self.desired),
+            target_ready=self.seen.ready(self.desired),
         )
 
     def progressed(self, state: RolloutState) -> RolloutState:
         """More ready pods on the target than ever before in this rollout is progress."""
-        ready = self.ready(self.desired)
+        ready = self.seen.ready(self.desired)
         if ready > state.target_ready:
             return replace(state, target_ready=ready, progress_at=self.now)
         return state
@@ -485,11 +436,10 @@ class _Pass:
         return self.now - since >= self.policy.progress_deadline_seconds
 
     def stall_reason(self) -> tuple[str, str]:
-        r = self.observed.get(self.desired)
-        failure = r.failure if r else None
+        failure = self.seen.failure(self.desired)
         detail = f": {failure}" if failure else ""
         return failure_reason(failure) or "ProgressDeadlineExceeded", one_line(
-            f"revision {self.name(self.desired)} made no progress for "
+            f"revision {self.seen.name(self.desired)} made no progress for "
             f"{self.policy.progress_deadline_seconds:g}s{detail}"
         )
 
@@ -500,15 +450,10 @@ class _Pass:
         return self.now - paused_at >= step.pause_seconds
 
     def step_message(self, index: int, step: Step) -> str:
-        head = f"step {index} of revision {self.name(self.desired)} at {step.weight}%"
+        head = f"step {index} of revision {self.seen.name(self.desired)} at {step.weight}%"
         if step.pause_seconds is None:
             return f"{head}: waiting for spec.rollout.promotedStep >= {index}"
         return f"{head}: pausing {step.pause_seconds}s"
-
-    def name(self, revision: str | None) -> str:
-        """A revision as a person knows it: its hash and declared version."""
-        r = self.observed.get(revision or "")
-        return f"{revision} ({r.version})" if r and r.version else str(revision)
 
     def emit(self, kind: EventType, reason: str, message: str) -> None:
         self.events.append(Event(kind, reason, message))
@@ -517,7 +462,7 @@ class _Pass:
 
     def decision(self, replicas: dict[str, int], weights: dict[str, int]) -> Decision:
         state = self.state
-        replicas = {r: 0 for r in self.observed} | {self.desired: 0} | replicas
+        replicas = {r: 0 for r in self.seen} | {self.desired: 0} | replicas
         prune = self.prune(replicas)
         for r in prune:
             del replicas[r]
@@ -535,16 +480,11 @@ class _Pass:
     def prune(self, replicas: Mapping[str, int]) -> tuple[str, ...]:
         """Old revisions beyond the history limit, once scaled to 0 and drained."""
         state = self.state
-        keep = {self.desired, state.stable_revision, state.target_revision}
-        history = sorted(
-            (r for r in self.observed.values() if r.revision not in keep),
-            key=lambda r: (r.created_at, r.revision),
-            reverse=True,
-        )
+        history = self.seen.history(self.desired, state.stable_revision, state.target_revision)
         return tuple(
-            r.revision
+            r
             for r in history[max(0, self.policy.revision_history_limit) :]
-            if replicas.get(r.revision, 0) == 0 and r.replicas == 0 and r.ready == 0
+            if replicas.get(r, 0) == 0 and self.seen.drained(r)
         )
 
     def requeue_after(self) -> float | None:

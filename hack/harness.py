@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,15 @@ class RuntimeProcess:
     """`python -m torchship_runtime` on 127.0.0.1, configured only by TORCHSHIP_* variables;
     `url` answers once `wait_ready` returns."""
 
-    def __init__(self, workdir: Path, env: Mapping[str, str], *, new_session: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: Mapping[str, str],
+        *,
+        new_session: bool = False,
+        command: Sequence[str] = (sys.executable, "-m", "torchship_runtime"),
+    ) -> None:
+        """`command` starts the runtime (another front end over the same runtime, for one)."""
         self.port = free_port()
         self.grpc_port = free_port()
         self.tls = bool(env.get("TORCHSHIP_TLS_CERT_FILE"))
@@ -121,7 +129,7 @@ class RuntimeProcess:
         environment = python_env(**(defaults | dict(env)))
         self.new_session = new_session
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "torchship_runtime"],
+            list(command),
             env=environment,
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,

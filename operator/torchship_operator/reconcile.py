@@ -62,7 +62,6 @@ def invalid_spec_message(error: ValidationError) -> str:
 async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: float) -> Outcome:
     body = observed.body
     owner = owner_of(body)
-    generation = body["metadata"].get("generation", 0)
     previous = body.get("status") or {}
     outcome = Outcome(ready=False)
 
@@ -70,15 +69,8 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         spec = api.ModelServiceSpec.model_validate(body.get("spec") or {})
     except ValidationError as error:
         # The CRD rejects most of this; what slips through waits for a spec change, no retry.
-        new_status = status.compute(
-            owner=owner,
-            wanted=status.Wanted(revision="", total=0),
-            children=status.Children(observed.deployments),
-            generation=generation,
-            previous=previous,
-            now=now_iso(),
-            cause=Cause.failed("InvalidSpec", invalid_spec_message(error)),
-        )
+        invalid = Cause.failed("InvalidSpec", invalid_spec_message(error))
+        new_status = report(observed, status.Wanted(revision="", total=0), invalid)
         await write_status(kube, owner, previous, new_status, outcome)
         return outcome
 
@@ -107,23 +99,19 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         # The status says what the API server refused, in its words; the work queue backs
         # off (outcome.failed) rather than retrying at once.
         outcome.failed = True
-        new_status = refused_status(owner, spec, generation, desired, observed, previous, refused)
+        new_status = refused_status(spec, desired, observed, refused)
         await write_status(kube, owner, previous, new_status, outcome)
         return outcome
 
     given_up = decision.cause is not None and decision.cause.kind == "failed"
     # After an abort the status reports on the revision that serves again.
     reported = (decision.state.stable_revision or desired) if given_up else desired
-    new_status = status.compute(
-        owner=owner,
-        wanted=wanted(owner, spec, reported),
-        children=status.Children(observed.deployments, observed.pods),
-        generation=generation,
-        previous=previous,
-        now=now_iso(),
-        cause=decision.cause,
-        weights=decision.weights,
-        rollout=decision.state.to_dict(),
+    new_status = report(
+        observed,
+        wanted(owner, spec, reported),
+        decision.cause,
+        decision.weights,
+        decision.state.to_dict(),
     )
     await write_status(kube, owner, previous, new_status, outcome)
     outcome.requeue_after = decision.requeue_after
@@ -131,26 +119,40 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
 
 
 def refused_status(
-    owner: render.Owner,
-    spec: api.ModelServiceSpec,
-    generation: int,
-    desired: str,
-    observed: Observed,
-    previous: Mapping[str, Any],
-    refused: Refused,
+    spec: api.ModelServiceSpec, desired: str, observed: Observed, refused: Refused
 ) -> dict[str, Any]:
     """The status after a refused write: Ready False and Degraded with the API server's message;
     the rollout state and the traffic split stay as last reported (nothing new was applied)."""
+    previous = observed.body.get("status") or {}
+    return report(
+        observed,
+        wanted(owner_of(observed.body), spec, desired),
+        Cause.failed("ApplyRefused", one_line(str(refused))),
+        {r["revision"]: r["weight"] for r in previous.get("revisions") or []},
+        previous.get("rollout"),
+    )
+
+
+def report(
+    observed: Observed,
+    wanted: status.Wanted,
+    cause: Cause | None,
+    weights: Mapping[str, int] | None = None,
+    rollout_state: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The status of the observed ModelService: what its spec wants, its children, and the
+    cause (the rollout's, or a failure found before it) of anything not there yet."""
+    body = observed.body
     return status.compute(
-        owner=owner,
-        wanted=wanted(owner, spec, desired),
+        owner=owner_of(body),
+        wanted=wanted,
         children=status.Children(observed.deployments, observed.pods),
-        generation=generation,
-        previous=previous,
+        generation=body["metadata"].get("generation", 0),
+        previous=body.get("status") or {},
         now=now_iso(),
-        cause=Cause.failed("ApplyRefused", one_line(str(refused))),
-        weights={r["revision"]: r["weight"] for r in previous.get("revisions") or []},
-        rollout=previous.get("rollout"),
+        cause=cause,
+        weights=weights,
+        rollout=rollout_state,
     )
 
 

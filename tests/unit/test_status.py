@@ -260,11 +260,16 @@ def test_a_refused_write_is_ready_false_and_degraded_in_the_api_servers_words():
     )
     before = compute([deployment(ready=2)])
     before["rollout"] = {"stableRevision": REV, "phase": "Stable"}
-    observed = Observed(body={}, deployments=[deployment(ready=2)], services=[], hpas=[], pods=[])
+    meta = {"name": "mlp", "namespace": "ml", "uid": "u", "generation": 4}
+
+    def observed(previous: dict[str, Any]) -> Observed:
+        body = {"metadata": meta, "status": previous}
+        return Observed(body=body, deployments=[deployment(ready=2)], services=[], hpas=[], pods=[])
+
     refused = Refused(
         "HorizontalPodAutoscaler", "mlp", 422, 'spec.behavior: Unsupported value: "X"'
     )
-    after = refused_status(OWNER, spec, 4, REV, observed, before, refused)
+    after = refused_status(spec, REV, observed(before), refused)
     message = 'HorizontalPodAutoscaler mlp: spec.behavior: Unsupported value: "X"'
     for kind in ("Ready", "Degraded"):
         cond = conditions(after)[kind]
@@ -278,4 +283,4 @@ def test_a_refused_write_is_ready_false_and_degraded_in_the_api_servers_words():
     assert after["rollout"] == before["rollout"]
     assert [r["weight"] for r in after["revisions"]] == [100]
     # Computed again from the same world: the same status, so nothing is written.
-    assert refused_status(OWNER, spec, 4, REV, observed, after, refused) == after
+    assert refused_status(spec, REV, observed(after), refused) == after

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,9 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "hack"))
-sys.path.insert(0, str(ROOT / "bench"))
-import testenv  # noqa: E402 (hack/ is not a package)
+sys.path.insert(0, str(ROOT / "hack"))  # a script: testenv and the harness live in hack/
+import harness  # noqa: E402
+import testenv  # noqa: E402
 from procstat import cpu_seconds, pyplot  # noqa: E402
 
 OPERATOR_USER = "torchship-operator"
@@ -227,18 +226,13 @@ def measure_operator(tmp: Path, n: int, timeout: float, steady_seconds: float) -
         plane.kubectl("apply", "--server-side", "-f", str(CRD))
         plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
         plane.kubectl("create", "namespace", "bench")
-        metrics_port = testenv.free_port()
-        env = {
-            **plane.env,
-            "KUBECONFIG": str(plane.kubeconfig_for(OPERATOR_USER, ("system:masters",))),
-            "TORCHSHIP_METRICS_PORT": str(metrics_port),
-            "TORCHSHIP_HEALTH_PORT": str(testenv.free_port()),
-            "TORCHSHIP_LOG_LEVEL": "WARNING",
-        }
-        log = (tmp / f"operator-{n}.log").open("wb")
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "torchship_operator"], env=env, stdout=log, stderr=log
+        kubeconfig = str(plane.kubeconfig_for(OPERATOR_USER, ("system:masters",)))
+        started = harness.start_operator(
+            {**plane.env, "KUBECONFIG": kubeconfig},
+            tmp / f"operator-{n}.log",
+            TORCHSHIP_LOG_LEVEL="WARNING",
         )
+        operator, metrics_port = started.proc, started.metrics_port
         time.sleep(3)  # the operator's watches are established
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))
         bodies = [modelservice(f"m{i:04d}") for i in range(n)]
@@ -271,8 +265,7 @@ def measure_operator(tmp: Path, n: int, timeout: float, steady_seconds: float) -
         )
     finally:
         if operator is not None:
-            operator.terminate()
-            operator.wait(30)
+            harness.stop(operator, 30)
         plane.stop()
 
 

@@ -7,7 +7,9 @@ One run on one machine, printed as one table: for SMALL (MLP 64->128->10) and HE
 runtime (one server process, torch with --threads threads, batching on) at concurrency 1, 16 and
 64 with JSON bodies, HEAVY also with the binary tensor data extension, both over OIP gRPC, and
 SMALL at concurrency 1 with batching off (the latency that batching must not add; the two servers
-take turns, three rounds each, so that the machine's drift falls on both). The REST load
+take turns, three rounds each, so that the machine's drift falls on both). SMALL is also served
+through a minimal Starlette app over the same route table (bench/starlette_runtime.py), taking
+turns with the bare ASGI app at concurrency 1 and 64, when starlette is importable. The REST load
 generator is a raw asyncio HTTP/1.1 client on keep-alive connections (uvloop, pre-encoded bodies,
 no JSON decoding of responses except one checked per cell); the gRPC one is grpc.aio with
 pre-serialized messages (one HTTP/2 connection per 16 users); both run on the same host as the
@@ -18,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import importlib.util
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,12 +37,11 @@ import numpy as np
 import torch
 import uvloop
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import models
-from procstat import cpu_seconds
-
 ROOT = Path(__file__).resolve().parent.parent
-
+sys.path.insert(0, str(ROOT / "hack"))  # a script: the shared harness lives in hack/
+import models  # noqa: E402
+from harness import RuntimeProcess, free_port, stop_group, wait_http  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402
 
 # -- the load generator ---------------------------------------------------------------------
 
@@ -260,12 +259,6 @@ def decode_output(body: bytes, binary: bool) -> np.ndarray:
 # -- the server -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     """A server under test in a subprocess of its own session, ready once `health` answers 200.
 
@@ -284,59 +277,47 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 120
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{log.stem} exited:\n{log.read_text()[-2000:]}")
-            try:
-                url = f"http://127.0.0.1:{self.port}{health}"
-                with urllib.request.urlopen(url, timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{log.stem} never became ready")
-            time.sleep(0.1)
+        url = f"http://127.0.0.1:{self.port}{health}"
+        wait_http(url, timeout=120, alive=self.alive, what=log.stem)
+
+    def alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.log.stem} exited:\n{self.log.read_text()[-2000:]}")
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         """The server and every process it started."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(15)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        stop_group(self.proc)
 
 
-class Runtime(Server):
-    """`python -m torchship_runtime`, configured by its environment."""
+class Runtime(RuntimeProcess):
+    """`python -m torchship_runtime`, configured by its environment, in a session of its own."""
 
-    def __init__(self, workdir: Path, model_path: Path, name: str, width: int, **env: str):
+    def __init__(
+        self,
+        workdir: Path,
+        model_path: Path,
+        name: str,
+        width: int,
+        command: tuple[str, ...] | None = None,
+        **env: str,
+    ):
         inputs = [{"name": "input__0", "datatype": "FP32", "shape": [-1, width]}]
-        self.grpc_port = free_port()
-        environment = {
-            **os.environ,
+        settings = {
             "TORCHSHIP_MODEL_URI": str(model_path),
             "TORCHSHIP_MODEL_FORMAT": "torchscript",
             "TORCHSHIP_MODEL_NAME": name,
             "TORCHSHIP_MODEL_INPUTS": json.dumps(inputs),
-            "TORCHSHIP_HOST": "127.0.0.1",
-            "TORCHSHIP_GRPC_PORT": str(self.grpc_port),
-            "TORCHSHIP_DEVICE": "cpu",
-            "TORCHSHIP_DRAIN_SECONDS": "0",
-            "TORCHSHIP_MODEL_CACHE_DIR": str(workdir / "cache"),
             **env,
         }
-        environment["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(ROOT / "runtime"), environment.get("PYTHONPATH")])
-        )
-        command = [sys.executable, "-m", "torchship_runtime"]
-        super().__init__(command, workdir / f"{name}.log", "/v2/health/ready", environment)
+        front = {"command": command} if command else {}
+        super().__init__(workdir, settings, new_session=True, **front)
+        self.wait_ready(120)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
 
     def metric(self, name: str) -> float:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
@@ -358,7 +339,7 @@ METRICS = (
 @dataclass
 class Cell:
     model: str
-    mode: str  # "raw", "json", "binary", "grpc", "json, batching off"
+    mode: str  # "raw", "json", "binary", "grpc", "json, batching off", "json, starlette"
     concurrency: int
     throughput: float  # requests (rows for raw) per second
     p50_ms: float | None = None
@@ -444,18 +425,28 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> list[Cell
     }
     concurrencies = (1, 64) if args.quick else (1, 16, 64)
     runtime = Runtime(workdir, path, name, width, **common)
-    unbatched = None
+    extra: list[Runtime] = []
     try:
         request = json_request(name, row)
         if name == "small":
-            # Batching on against off at concurrency 1, the two servers taking turns.
+            # Batching on against off at concurrency 1, the servers taking turns; the
+            # Starlette front end against the bare one at 1 and 64 the same way.
             unbatched = Runtime(workdir, path, name, width, **common, TORCHSHIP_BATCHING="false")
+            extra.append(unbatched)
             runs = {"json": runtime, "json, batching off": unbatched}
+            if starlette_available():
+                command = (sys.executable, str(ROOT / "bench" / "starlette_runtime.py"))
+                extra.append(Runtime(workdir, path, name, width, command, **common))
+                runs["json, starlette"] = extra[-1]
             cells += taking_turns(runs, name, request, args.seconds, check)
+            if len(runs) > 2:
+                ab = {mode: runs[mode] for mode in ("json", "json, starlette")}
+                cells += taking_turns(ab, name, request, args.seconds, check, concurrency=64)
         else:
             cells.append(served(runtime, name, "json", request, 1, args.seconds, check))
         for c in concurrencies[1:]:
-            cells.append(served(runtime, name, "json", request, c, args.seconds, check))
+            if not any(x.mode == "json" and x.concurrency == c for x in cells):
+                cells.append(served(runtime, name, "json", request, c, args.seconds, check))
         if name == "heavy":
             for c in concurrencies[1:]:
                 request = binary_request(name, row)
@@ -464,10 +455,13 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> list[Cell
             request = grpc_request(name, row)
             cells.append(served(runtime, name, "grpc", request, c, args.seconds, check))
     finally:
-        runtime.stop()
-        if unbatched is not None:
-            unbatched.stop()
+        for server in (runtime, *extra):
+            server.stop()
     return cells
+
+
+def starlette_available() -> bool:
+    return importlib.util.find_spec("starlette") is not None
 
 
 def taking_turns(
@@ -477,14 +471,19 @@ def taking_turns(
     seconds: float,
     check: np.ndarray,
     rounds: int = 3,
+    concurrency: int = 1,
 ) -> list[Cell]:
-    """Concurrency 1 on each runtime in turn, `rounds` times, so that the machine's drift falls
-    on all alike; of each runtime's rounds, the one with the median p50 stands for it."""
+    """`concurrency` on each runtime in turn, `rounds` times, so that the machine's drift falls
+    on all alike; of each runtime's rounds, the median one stands for it (by p50 at
+    concurrency 1, by throughput above)."""
     runs: dict[str, list[Cell]] = {mode: [] for mode in runtimes}
     for _ in range(rounds):
         for mode, runtime in runtimes.items():
-            runs[mode].append(served(runtime, model, mode, raw, 1, seconds / rounds, check))
-    return [sorted(cells, key=lambda c: c.p50_ms)[rounds // 2] for cells in runs.values()]
+            cell = served(runtime, model, mode, raw, concurrency, seconds / rounds, check)
+            runs[mode].append(cell)
+    if concurrency == 1:
+        return [sorted(cells, key=lambda c: c.p50_ms)[rounds // 2] for cells in runs.values()]
+    return [sorted(cells, key=lambda c: c.throughput)[rounds // 2] for cells in runs.values()]
 
 
 def table(cells: list[Cell]) -> str:
@@ -526,6 +525,13 @@ def targets(cells: list[Cell]) -> list[str]:
         if off := by.get(("small", "json, batching off", 1)):
             lines.append(f"info    SMALL c1 p50 batching on / off: {lone.p50_ms:.3f} / "
                          f"{off.p50_ms:.3f} ms")  # fmt: skip
+    for c in (1, 64):
+        bare, front = by.get(("small", "json", c)), by.get(("small", "json, starlette", c))
+        if bare and front:
+            lines.append(
+                f"info    SMALL c{c} Starlette / bare ASGI: {front.throughput:.0f} / "
+                f"{bare.throughput:.0f} req/s, p50 {front.p50_ms:.3f} / {bare.p50_ms:.3f} ms"
+            )
     if heavy := by.get(("heavy", "json", 64)):
         check("HEAVY c64 >= 650 req/s", heavy.throughput, heavy.throughput >= 650, " req/s")
         check("HEAVY c64 p99 <= 200 ms", heavy.p99_ms, heavy.p99_ms <= 200, " ms")

@@ -36,8 +36,9 @@ import torch
 import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "hack"))  # a script: the shared harness lives in hack/
 import models  # noqa: E402
+from harness import free_port  # noqa: E402
 from procstat import pyplot  # noqa: E402
 from runtime_bench import (  # noqa: E402
     Runtime,
@@ -47,7 +48,6 @@ from runtime_bench import (  # noqa: E402
     decode_output,
     drive,
     drive_grpc,
-    free_port,
     grpc_request,
     json_request,
     raw_forward,

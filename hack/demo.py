@@ -16,7 +16,6 @@ Each phase prints how long it took.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,44 +23,42 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import harness  # siblings in hack/
+import testenv
+
 HACK = Path(__file__).resolve().parent
 ROOT = HACK.parent
-sys.path.insert(0, str(HACK))
-import testenv  # noqa: E402
 
-SAMPLE = """\
+HEADER = """\
 apiVersion: torchship.dev/v1alpha1
 kind: ModelService
 metadata:
-  name: sample
+  name: {name}
   namespace: demo
 spec:
   model:
     uri: pvc://models/mlp/v1/model.pt
     format: torchscript
     version: "v1"
+"""
+SAMPLE = (
+    HEADER.format(name="sample")
+    + """\
     inputs: [{name: input__0, datatype: FP32, shape: [-1, 64]}]
   runtime:
     batching: {maxBatchSize: 32, maxDelayMs: 5}
   replicas: 1
 """
-
-GPU_SAMPLE = """\
-apiVersion: torchship.dev/v1alpha1
-kind: ModelService
-metadata:
-  name: sample-h100
-  namespace: demo
-spec:
-  model:
-    uri: pvc://models/mlp/v1/model.pt
-    format: torchscript
-    version: "v1"
+)
+GPU_SAMPLE = (
+    HEADER.format(name="sample-h100")
+    + """\
   gpu:
     count: 1
     product: NVIDIA-H100-80GB-HBM3
   replicas: 2
 """
+)
 
 timings: list[tuple[str, float]] = []
 
@@ -74,16 +71,6 @@ def phase(text: str):
     took = time.monotonic() - started
     timings.append((text, took))
     print(f"    ({took:.1f} s)", flush=True)
-
-
-def save_sample_model(path: Path) -> None:
-    import torch
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10)
-    ).eval()
-    torch.jit.script(model).save(str(path))
 
 
 def main() -> int:
@@ -103,26 +90,16 @@ def main() -> int:
                 workdir=tmp / "cluster", bin_dir=bin_dir, real_node=True, images=images
             )
             plane.start(timeout=300)
-        operator: subprocess.Popen | None = None
+        operator: harness.OperatorProcess | None = None
         try:
             print(plane.kubectl("get", "nodes", "-L", "nvidia.com/gpu.product").stdout)
             with phase("installing the CRDs and starting the operator"):
                 plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
                 plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
-                env = {
-                    **plane.env,
-                    "TORCHSHIP_METRICS_PORT": str(testenv.free_port()),
-                    "TORCHSHIP_HEALTH_PORT": str(testenv.free_port()),
-                }
-                operator = subprocess.Popen(
-                    [sys.executable, "-m", "torchship_operator"],
-                    env=env,
-                    stdout=(tmp / "operator.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                )
+                operator = harness.start_operator(plane.env, tmp / "operator.log")
             with phase("a model file on a PersistentVolume, and the sample ModelServices"):
                 model_path = tmp / "model.pt"
-                save_sample_model(model_path)
+                harness.save_torchscript(harness.mlp((64, 128, 10)), model_path)
                 plane.kubectl("create", "namespace", "demo")
                 plane.kubectl(
                     "label", "namespace", "demo", "pod-security.kubernetes.io/enforce=restricted"
@@ -152,8 +129,7 @@ def main() -> int:
             return 0
         finally:
             if operator is not None:
-                operator.terminate()
-                operator.wait(20)
+                harness.stop(operator.proc, 20)
             plane.stop()
 
 

@@ -44,6 +44,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import stop
+
 HACK = Path(__file__).resolve().parent
 SLOTS = Path("/run/torchship/nodes")  # one file per slot in use: who owns it, what to clean
 MAX_SLOTS = 64
@@ -456,13 +458,8 @@ class LocalNode:
 
     def _stop_process(self, name: str) -> None:
         proc = self.procs.pop(name, None)
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop(proc)
 
     def ctr(self, *args: str, timeout: float = 120, check: bool = True) -> str:
         return run(

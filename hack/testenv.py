@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -36,9 +35,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import localnode  # a sibling in hack/: the script's own folder, or on pytest's pythonpath
+from harness import free_port, stop, wait_http
+
 HACK = Path(__file__).resolve().parent
-sys.path.insert(0, str(HACK))
-import localnode  # noqa: E402 (a sibling script, importable once hack/ is on the path)
 
 DEFAULT_DIR = HACK.parent / ".testenv"
 SERVICE_CIDR = "10.96.0.0/16"  # allocation only: no test ever connects to a ClusterIP
@@ -94,12 +94,6 @@ def build_images() -> list[Path]:
 def real_node_unavailable() -> str | None:
     """Why this machine cannot run the real node (no root, no cgroups, ...), or None."""
     return localnode.unavailable_reason()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -312,24 +306,13 @@ class ControlPlane:
             self.node.stop()
         # Reverse order: kwok and controllers first, etcd last.
         for name, proc in reversed(list(self.procs.items())):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc)  # the apiserver waits on open watches: the kill is enough
             self.procs.pop(name)
 
     def restart(self, component: str) -> None:
         """Stop one component and start it again with the same flags (fault tests)."""
         proc = self.procs[component]
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:  # the apiserver waits on open watches: enough
-            proc.kill()
-            proc.wait()
+        stop(proc)
         self._spawn(component, proc.args[1:], detach=False)
         if component == "kube-apiserver":
             self._wait_http(f"{self.server}/readyz", component, 120)
@@ -462,19 +445,14 @@ class ControlPlane:
         )
 
     def _wait_http(self, url: str, name: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
         context = self._ssl() if url.startswith("https") else None
-        while True:
-            self._check_alive(name)
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(url, context=context, timeout=5) as r,
-            ):
-                if r.status == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} did not become healthy at {url}; see {self._log(name)}")
-            time.sleep(0.2)
+        try:
+            wait_http(
+                url, timeout=timeout, alive=lambda: self._check_alive(name), context=context,
+                interval=0.2, what=f"{name} at {url}",
+            )  # fmt: skip
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}; see {self._log(name)}") from None
 
     def _check_alive(self, name: str) -> None:
         proc = self.procs[name]

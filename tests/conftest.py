@@ -8,28 +8,14 @@ to its directory.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load_testenv():
-    spec = importlib.util.spec_from_file_location("testenv", ROOT / "hack" / "testenv.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["testenv"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-testenv = _load_testenv()
+import testenv  # hack/testenv.py, on pytest's pythonpath
 
 CLUSTER_FIXTURES = {"control_plane", "api_client", "namespace", "real_plane", "bare_plane"}
 

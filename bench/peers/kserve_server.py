@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import models
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "hack")]  # the models, and the MLP they build
+import models  # noqa: E402
 
 
 class BenchModel(Model):

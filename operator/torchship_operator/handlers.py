@@ -17,11 +17,12 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from . import api, render, status
+from . import api, render
 from .kube import Kube, make_api_client
 from .metrics import MODELSERVICES, QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from .reconcile import Event, Observed, now_iso, reconcile
 from .settings import Settings
+from .vocabulary import one_line
 from .workqueue import WorkQueue
 
 log = logging.getLogger("torchship")
@@ -265,7 +266,7 @@ async def reconcile_key(key: tuple[str, str]) -> None:
 
 
 def short(error: Exception) -> str:
-    return status.short(str(error))
+    return one_line(str(error))
 
 
 async def post_events(body: Mapping[str, Any], events: list[Event]) -> None:

@@ -17,11 +17,9 @@ from pydantic import ValidationError
 from . import api, autoscaling, render, rollout, status
 from .kube import Applied, Kube, Refused
 from .settings import Settings
+from .vocabulary import Cause, Event, EventType, one_line, revision_of
 
 log = logging.getLogger("torchship.reconcile")
-
-# Rollout phases that wait on time or on a person rather than on pods.
-WAITING_REASONS = {"CanaryPaused", "AwaitingPromotion"}
 
 
 @dataclass
@@ -35,15 +33,6 @@ class Observed:
     pods: Sequence[Mapping[str, Any]]
 
 
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event about the ModelService, for `kubectl describe`."""
-
-    type: str  # Normal | Warning
-    reason: str
-    message: str
-
-
 @dataclass
 class Outcome:
     ready: bool
@@ -52,7 +41,7 @@ class Outcome:
     writes: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
-    def emit(self, kind: str, reason: str, message: str) -> None:
+    def emit(self, kind: EventType, reason: str, message: str) -> None:
         self.events.append(Event(kind, reason, message))
 
 
@@ -73,7 +62,6 @@ def invalid_spec_message(error: ValidationError) -> str:
 async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: float) -> Outcome:
     body = observed.body
     owner = owner_of(body)
-    generation = body["metadata"].get("generation", 0)
     previous = body.get("status") or {}
     outcome = Outcome(ready=False)
 
@@ -81,21 +69,8 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         spec = api.ModelServiceSpec.model_validate(body.get("spec") or {})
     except ValidationError as error:
         # The CRD rejects most of this; what slips through waits for a spec change, no retry.
-        failure = status.Failure("InvalidSpec", invalid_spec_message(error))
-        new_status = status.compute(
-            owner=owner,
-            url="",
-            generation=generation,
-            desired_revision="",
-            total=0,
-            max_unavailable=0,
-            weights={},
-            deployments=observed.deployments,
-            pods=[],
-            previous=previous,
-            now=now_iso(),
-            failure=failure,
-        )
+        invalid = Cause.failed("InvalidSpec", invalid_spec_message(error))
+        new_status = report(observed, status.Wanted(revision="", total=0), invalid)
         await write_status(kube, owner, previous, new_status, outcome)
         return outcome
 
@@ -110,7 +85,7 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         revisions=[
             rollout.ObservedRevision.from_deployment(
                 d,
-                failure=pods_failure(observed.pods, d["metadata"]["labels"][render.LABEL_REVISION]),
+                failure=pods_failure(observed.pods, revision_of(d)),
             )
             for d in observed.deployments
         ],
@@ -124,33 +99,19 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         # The status says what the API server refused, in its words; the work queue backs
         # off (outcome.failed) rather than retrying at once.
         outcome.failed = True
-        new_status = refused_status(owner, spec, generation, desired, observed, previous, refused)
+        new_status = refused_status(spec, desired, observed, refused)
         await write_status(kube, owner, previous, new_status, outcome)
         return outcome
 
-    failure = None
-    if decision.state.phase == "Aborted":
-        failure = status.Failure(
-            decision.state.reason or "RolloutAborted", decision.state.message or ""
-        )
-    new_status = status.compute(
-        owner=owner,
-        url=render.service_url(owner, spec),
-        grpc_address=render.grpc_address(owner, spec),
-        generation=generation,
-        desired_revision=desired
-        if failure is None
-        else (decision.state.stable_revision or desired),
-        total=spec.total_replicas,
-        max_unavailable=spec.rollout.max_unavailable,
-        weights=decision.weights,
-        deployments=observed.deployments,
-        pods=observed.pods,
-        previous=previous,
-        now=now_iso(),
-        rollout=decision.state.to_dict(),
-        failure=failure,
-        step=rollout_step(decision),
+    given_up = decision.cause is not None and decision.cause.kind == "failed"
+    # After an abort the status reports on the revision that serves again.
+    reported = (decision.state.stable_revision or desired) if given_up else desired
+    new_status = report(
+        observed,
+        wanted(owner, spec, reported),
+        decision.cause,
+        decision.weights,
+        decision.state.to_dict(),
     )
     await write_status(kube, owner, previous, new_status, outcome)
     outcome.requeue_after = decision.requeue_after
@@ -158,31 +119,50 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
 
 
 def refused_status(
-    owner: render.Owner,
-    spec: api.ModelServiceSpec,
-    generation: int,
-    desired: str,
-    observed: Observed,
-    previous: Mapping[str, Any],
-    refused: Refused,
+    spec: api.ModelServiceSpec, desired: str, observed: Observed, refused: Refused
 ) -> dict[str, Any]:
     """The status after a refused write: Ready False and Degraded with the API server's message;
     the rollout state and the traffic split stay as last reported (nothing new was applied)."""
+    previous = observed.body.get("status") or {}
+    return report(
+        observed,
+        wanted(owner_of(observed.body), spec, desired),
+        Cause.failed("ApplyRefused", one_line(str(refused))),
+        {r["revision"]: r["weight"] for r in previous.get("revisions") or []},
+        previous.get("rollout"),
+    )
+
+
+def report(
+    observed: Observed,
+    wanted: status.Wanted,
+    cause: Cause | None,
+    weights: Mapping[str, int] | None = None,
+    rollout_state: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The status of the observed ModelService: what its spec wants, its children, and the
+    cause (the rollout's, or a failure found before it) of anything not there yet."""
+    body = observed.body
     return status.compute(
-        owner=owner,
-        url=render.service_url(owner, spec),
-        grpc_address=render.grpc_address(owner, spec),
-        generation=generation,
-        desired_revision=desired,
+        owner=owner_of(body),
+        wanted=wanted,
+        children=status.Children(observed.deployments, observed.pods),
+        generation=body["metadata"].get("generation", 0),
+        previous=body.get("status") or {},
+        now=now_iso(),
+        cause=cause,
+        weights=weights,
+        rollout=rollout_state,
+    )
+
+
+def wanted(owner: render.Owner, spec: api.ModelServiceSpec, revision: str) -> status.Wanted:
+    return status.Wanted(
+        revision=revision,
         total=spec.total_replicas,
         max_unavailable=spec.rollout.max_unavailable,
-        weights={r["revision"]: r["weight"] for r in previous.get("revisions") or []},
-        deployments=observed.deployments,
-        pods=observed.pods,
-        previous=previous,
-        now=now_iso(),
-        rollout=previous.get("rollout"),
-        failure=status.Failure("ApplyRefused", status.short(str(refused))),
+        url=render.service_url(owner, spec),
+        grpc_address=render.grpc_address(owner, spec),
     )
 
 
@@ -198,7 +178,7 @@ async def apply_children(
 ) -> None:
     """Apply what the decision asks for: Service, the desired Deployment, older revisions'
     scales, prunes, the HPA. Raises `Refused` at the first write the API server refuses."""
-    live = {d["metadata"]["labels"][render.LABEL_REVISION]: d for d in observed.deployments}
+    live = {revision_of(d): d for d in observed.deployments}
     wanted = render.render(owner, spec, image, decision.replicas, decision.serving)
     applied = await kube.apply(wanted.service, first(observed.services))
     note_apply(outcome, "Service", owner.name, applied)
@@ -231,14 +211,6 @@ async def apply_children(
         outcome.emit(event.type, event.reason, event.message)
 
     await reconcile_hpa(owner, spec, observed, kube, outcome)
-
-
-def rollout_step(decision: rollout.Decision) -> status.Failure | None:
-    """What a rollout waits for, when it is more than its pods coming up."""
-    hint = decision.progressing
-    if hint.status and hint.reason in WAITING_REASONS:
-        return status.Failure(hint.reason, hint.message)
-    return None
 
 
 def note_apply(outcome: Outcome, kind: str, name: str, applied: Applied) -> None:
@@ -325,7 +297,7 @@ def kube_equal(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 
 
 def pods_failure(pods: Sequence[Mapping[str, Any]], revision: str) -> str | None:
-    mine = [p for p in pods if p["metadata"]["labels"].get(render.LABEL_REVISION) == revision]
+    mine = [p for p in pods if revision_of(p) == revision]
     failure = status.pod_failure(mine)
     return f"{failure.reason}: {failure.message}" if failure else None
 

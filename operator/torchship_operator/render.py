@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import api
+from .vocabulary import LABEL_MANAGED_BY, LABEL_MS, LABEL_REVISION, LABEL_VERSION, MANAGED_BY
 
 RUNTIME_PORT = 8080
 RUNTIME_GRPC_PORT = 8081
@@ -28,12 +29,9 @@ RUNTIME_UID = 1000
 # Work in flight after the drain period: a forward pass, a response being written.
 SHUTDOWN_SLACK_SECONDS = 20
 
-LABEL_MS = "torchship.dev/modelservice"
-LABEL_REVISION = "torchship.dev/revision"
 # On each revision's Deployment: the spec fields that made it, as JSON, so that a rollback can
 # set the ModelService's spec back to exactly that revision (`kubectl torchship rollback`).
 SPEC_ANNOTATION = "torchship.dev/spec"
-MANAGED_BY = "torchship"
 # The spec fields that shape the pods: a change to any of them is a new revision.
 REVISION_FIELDS = frozenset({"model", "runtime", "gpu", "service", "tls", "auth"})
 
@@ -69,11 +67,11 @@ def common_labels(name: str, spec: api.ModelServiceSpec) -> dict[str, str]:
         "app.kubernetes.io/instance": name,
         "app.kubernetes.io/component": "model-server",
         "app.kubernetes.io/part-of": "torchship",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_MS: name,
     }
     if spec.model.version and (version := label_value(spec.model.version)):
-        labels["app.kubernetes.io/version"] = version
+        labels[LABEL_VERSION] = version
     return labels
 
 

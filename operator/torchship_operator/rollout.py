@@ -19,13 +19,12 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from . import budget
+from .revisions import ObservedRevision, Revisions, parse_time
+from .vocabulary import MESSAGE_LIMIT, Cause, Event, EventType, one_line
+
 Strategy = Literal["RollingUpdate", "Canary", "BlueGreen"]
 Phase = Literal["Stable", "Progressing", "Paused", "Aborted"]
-
-REVISION_LABEL = "torchship.dev/revision"
-VERSION_LABEL = "app.kubernetes.io/version"
-# Condition and event messages quote failures from the cluster; keep them one bounded line.
-MESSAGE_LIMIT = 240
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,38 +78,6 @@ class RolloutPolicy:
         policy makes room one pod at a time, as `maxSurge: 0` means on a full cluster."""
         surge, unavailable = max(0, self.max_surge), max(0, self.max_unavailable)
         return (surge, unavailable) if surge or unavailable else (0, 1)
-
-
-@dataclass(frozen=True)
-class ObservedRevision:
-    """One revision's Deployment as observed."""
-
-    revision: str  # the short hash that names the revision
-    replicas: int = 0  # spec.replicas: what was last decided for it
-    ready: int = 0
-    available: int = 0
-    version: str | None = None  # the declared model.version, for messages
-    created_at: float = 0.0  # orders the history: newest revisions are kept
-    failure: str | None = None  # why its pods do not come up, e.g. "Unschedulable: 0/4 nodes..."
-
-    @classmethod
-    def from_deployment(
-        cls, deployment: Mapping[str, Any], failure: str | None = None
-    ) -> ObservedRevision:
-        meta = deployment["metadata"]
-        labels = meta.get("labels") or {}
-        status = deployment.get("status") or {}
-        created = meta.get("creationTimestamp")
-        return cls(
-            revision=labels[REVISION_LABEL],
-            # The API server defaults spec.replicas to 1; a stored Deployment always has it.
-            replicas=(deployment.get("spec") or {}).get("replicas", 1),
-            ready=status.get("readyReplicas", 0),
-            available=status.get("availableReplicas", 0),
-            version=labels.get(VERSION_LABEL),
-            created_at=parse_time(created) if created else 0.0,
-            failure=failure,
-        )
 
 
 @dataclass(frozen=True)
@@ -176,30 +143,8 @@ def format_time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_time(value: str | float) -> float:
-    if isinstance(value, int | float):
-        return float(value)
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
 # ---------------------------------------------------------------------------------------------
 # Outputs
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class ConditionHint:
-    """What the rollout says about a condition of the ModelService (metav1.Condition)."""
-
-    status: bool
-    reason: str
-    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -211,8 +156,9 @@ class Decision:
     requeue_after: float | None = None  # seconds to the next time-based change
     events: tuple[Event, ...] = ()
     prune: tuple[str, ...] = ()  # revisions beyond revisionHistoryLimit, already at 0: delete
-    progressing: ConditionHint = ConditionHint(False, "RolloutComplete")
-    degraded: ConditionHint = ConditionHint(False, "AsExpected")
+    # What the rollout waits for beyond its pods (a canary pause, a promotion), or why it was
+    # given up. None: stable, or pods coming up; the pods say how far, or what fails them.
+    cause: Cause | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,7 +176,8 @@ def plan(
     promoted_step: int | None = None,
 ) -> Decision:
     """Decide one pass. Deterministic: the same inputs give the same decision."""
-    run = _Pass(policy, desired, max(0, total), revisions, now, promoted_step, state)
+    seen = Revisions.of(revisions)
+    run = _Pass(policy, desired, max(0, total), seen, now, promoted_step, state)
     stable = run.stable()
     if stable is None:
         replicas, weights = run.first_revision()
@@ -252,7 +199,7 @@ class _Pass:
     policy: RolloutPolicy
     desired: str
     total: int
-    revisions: Sequence[ObservedRevision]
+    seen: Revisions  # the observed revisions
     now: float
     promoted_step: int | None
     prior: RolloutState | None
@@ -260,51 +207,33 @@ class _Pass:
     events: list[Event] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
-        self.observed = {r.revision: r for r in self.revisions}
         self.state = self.prior or RolloutState()
 
-    # -- what is observed --------------------------------------------------------------------
-
-    def spec(self, revision: str) -> int:
-        r = self.observed.get(revision)
-        return max(0, r.replicas) if r else 0
-
-    def ready(self, revision: str) -> int:
-        """Ready pods that will stay: pods above spec.replicas are on their way out."""
-        r = self.observed.get(revision)
-        return max(0, min(r.ready, r.replicas)) if r else 0
-
-    def available(self, revision: str) -> int:
-        r = self.observed.get(revision)
-        return max(0, min(r.available, r.replicas)) if r else 0
-
-    def others(self, *keep: str | None) -> list[str]:
-        return [r for r in self.observed if r not in keep]
+    # -- which revision to fall back on ----------------------------------------------------------
 
     def stable(self) -> str | None:
         """The revision to fall back on. When status.rollout was lost (or its stable revision
         deleted by hand), adopt what the cluster shows rather than start from nothing."""
         remembered = self.state.stable_revision
-        if remembered in self.observed or (remembered and remembered == self.desired):
+        if remembered in self.seen or (remembered and remembered == self.desired):
             return remembered  # (a stable revision at 0 replicas may not be created yet)
         if remembered is None and self.state.target_revision is not None:
             return None  # the first revision is still coming up: nothing proven yet
-        if self.desired in self.observed and self.available(self.desired) >= self.total:
+        if self.desired in self.seen and self.seen.available(self.desired) >= self.total:
             return self.desired
-        candidates = [r for r in self.observed.values() if self.available(r.revision) > 0]
-        if not candidates:
-            return None
-        return max(candidates, key=lambda r: (self.available(r.revision), r.created_at)).revision
+        return self.seen.most_available()
 
     # -- paths ---------------------------------------------------------------------------------
 
     def first_revision(self) -> tuple[dict[str, int], dict[str, int]]:
         """Nothing to protect: the desired revision takes every replica at once."""
         desired, prior = self.desired, self.state
-        replicas = {r: 0 for r in self.others(desired)} | {desired: self.total}
-        if self.available(desired) >= self.total:
+        replicas = {r: 0 for r in self.seen.others(desired)} | {desired: self.total}
+        if self.seen.available(desired) >= self.total:
             if prior.stable_revision != desired or prior.phase != "Stable":
-                self.emit("Normal", "RolloutComplete", f"revision {self.name(desired)} is stable")
+                self.emit(
+                    "Normal", "RolloutComplete", f"revision {self.seen.name(desired)} is stable"
+                )
             self.state = RolloutState(stable_revision=desired)
             return replicas, {desired: 100}
         ongoing = (
@@ -313,13 +242,7 @@ class _Pass:
             and prior.phase == "Progressing"
         )
         if not ongoing:
-            prior = RolloutState(
-                target_revision=desired,
-                phase="Progressing",
-                started_at=self.now,
-                progress_at=self.now,
-                target_ready=self.ready(desired),
-            )
+            prior = self.started()
         self.state = self.progressed(prior)
         if self.state.reason is None and self.past_deadline():
             # No older revision to go back to: keep trying, but say so once.
@@ -336,8 +259,8 @@ class _Pass:
             self.emit(
                 "Normal",
                 "RolloutAbandoned",
-                f"rollout of revision {self.name(prior.target_revision)} abandoned; "
-                f"revision {self.name(stable)} serves again",
+                f"rollout of revision {self.seen.name(prior.target_revision)} abandoned; "
+                f"revision {self.seen.name(stable)} serves again",
             )
         self.state = RolloutState(stable_revision=stable)
         return self.return_to(stable)
@@ -346,20 +269,15 @@ class _Pass:
         desired, prior = self.desired, self.state
         if prior.target_revision != desired or prior.phase in ("Stable", "Aborted"):
             superseded = prior.target_revision
+            name = self.seen.name
             message = (
-                f"rolling out revision {self.name(desired)} over revision {self.name(stable)} "
+                f"rolling out revision {name(desired)} over revision {name(stable)} "
                 f"({self.policy.strategy})"
             )
             if superseded not in (None, stable, desired) and prior.phase != "Aborted":
-                message += f"; the rollout of revision {self.name(superseded)} was superseded"
+                message += f"; the rollout of revision {self.seen.name(superseded)} was superseded"
             self.emit("Normal", "RolloutStarted", message)
-            prior = RolloutState(
-                target_revision=desired,
-                phase="Progressing",
-                started_at=self.now,
-                progress_at=self.now,
-                target_ready=self.ready(desired),
-            )
+            prior = self.started()
         self.state = self.progressed(replace(prior, stable_revision=stable))
 
         if self.total == 0:  # nothing runs: nothing to protect
@@ -377,7 +295,7 @@ class _Pass:
         return replicas, weights
 
     def rolling(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
-        targets = {r: 0 for r in self.others(self.desired)} | {self.desired: self.total}
+        targets = {r: 0 for r in self.seen.others(self.desired)} | {self.desired: self.total}
         replicas = self.transition(targets, stable)
         if self.done(replicas):
             return self.complete(stable, replicas)
@@ -386,14 +304,14 @@ class _Pass:
     def blue_green(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
         """The new revision comes up in full beside the stable one; traffic switches at once."""
         desired = self.desired
-        replicas = {r: 0 for r in self.others(desired, stable)}
-        if self.available(desired) >= self.total:
+        replicas = {r: 0 for r in self.seen.others(desired, stable)}
+        if self.seen.available(desired) >= self.total:
             return self.complete(stable, replicas | {desired: self.total, stable: 0})
         return replicas | {stable: self.total, desired: self.total}, {stable: 100}
 
     def canary(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
         desired, steps = self.desired, self.policy.canary_steps
-        others = {r: 0 for r in self.others(desired, stable)}  # not part of this canary
+        others = {r: 0 for r in self.seen.others(desired, stable)}  # not part of this canary
         surge, _ = self.policy.budget
         # Each pass walks as far as it can: steps whose pause already ended pass at once.
         while True:
@@ -405,14 +323,14 @@ class _Pass:
                     return self.complete(stable, replicas)
                 return replicas, self.by_ready(replicas, stable)
             step = steps[index]
-            canary, base = canary_split(self.total, step.weight, surge)
+            canary, base = budget.canary_split(self.total, step.weight, surge)
             targets = {desired: canary, stable: base}
             replicas = others | self.transition(targets, stable)
             if self.state.phase == "Progressing":
                 reached = (
                     replicas[desired] == canary
                     and replicas[stable] == base
-                    and self.ready(desired) >= canary
+                    and self.seen.ready(desired) >= canary
                 )
                 if not reached:
                     return replicas, self.by_ready(replicas, stable)
@@ -431,7 +349,7 @@ class _Pass:
     def abort(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
         reason, why = self.stall_reason()
         # The cause can be long (a scheduler message): the outcome must survive the cut.
-        outcome = f"; traffic went back to revision {self.name(stable)}"
+        outcome = f"; traffic went back to revision {self.seen.name(stable)}"
         message = one_line(why, MESSAGE_LIMIT - len(outcome)) + outcome
         self.state = replace(
             self.state,
@@ -448,7 +366,7 @@ class _Pass:
         """Everything back on `stable`. RollingUpdate goes back the way it came (the others
         may hold most of the pods); Canary and BlueGreen switch at once, since the stable
         revision still holds nearly all of them."""
-        targets = {r: 0 for r in self.others(stable)} | {stable: self.total}
+        targets = {r: 0 for r in self.seen.others(stable)} | {stable: self.total}
         if self.policy.strategy == "RollingUpdate":
             replicas = self.transition(targets, stable)
             return replicas, self.by_ready(replicas, stable)
@@ -461,7 +379,7 @@ class _Pass:
         self.emit(
             "Normal",
             "RolloutComplete",
-            f"revision {self.name(desired)} is stable (was {self.name(stable)})",
+            f"revision {self.seen.name(desired)} is stable (was {self.seen.name(stable)})",
         )
         self.state = RolloutState(stable_revision=desired)
         return replicas, {desired: 100}
@@ -469,64 +387,46 @@ class _Pass:
     # -- helpers -------------------------------------------------------------------------------
 
     def transition(self, targets: Mapping[str, int], stable: str) -> dict[str, int]:
-        """One move from the replicas last decided toward `targets`, within the budget:
-        at most total + maxSurge pods, at least total - maxUnavailable of them ready.
-        With maxSurge 0 the old revision gives way first ("make room first")."""
+        """One move toward `targets` within the policy's budget (budget.transition)."""
         surge, unavailable = self.policy.budget
-        new = {r: self.spec(r) for r in targets}
-        ready = {r: self.ready(r) for r in targets}
-        # Pods that are not ready serve nothing: revisions going down drop those first.
-        for r, target in targets.items():
-            if new[r] > target:
-                new[r] = max(target, ready[r])
-        # Then ready pods, while enough stay ready. The stable revision gives way last.
-        spare = sum(min(ready[r], new[r]) for r in new) - (self.total - unavailable)
-        order = sorted(
-            (r for r in targets if r != stable),
-            key=lambda r: (self.observed[r].created_at if r in self.observed else 0.0, r),
+        return budget.transition(
+            targets,
+            decided={r: self.seen.spec(r) for r in targets},
+            ready={r: self.seen.ready(r) for r in targets},
+            created=self.seen.created(targets),
+            stable=stable,
+            desired=self.desired,
+            total=self.total,
+            surge=surge,
+            unavailable=unavailable,
         )
-        for r in [*order, stable] if stable in targets else order:
-            take = min(max(0, spare), new[r] - targets[r])
-            if take > 0:
-                new[r] -= take
-                spare -= take
-        # Revisions going up take the room left under total + maxSurge, the desired first.
-        room = self.total + surge - sum(new.values())
-        for r in sorted(targets, key=lambda r: (r != self.desired, r != stable)):
-            grow = min(max(0, room), targets[r] - new[r])
-            if grow > 0:
-                new[r] += grow
-                room -= grow
-        return new
 
     def done(self, replicas: Mapping[str, int]) -> bool:
         """The desired revision holds every replica, all available, and nothing else runs."""
         desired = self.desired
         return (
             replicas.get(desired, 0) == self.total
-            and self.available(desired) >= self.total
+            and self.seen.available(desired) >= self.total
             and all(n == 0 for r, n in replicas.items() if r != desired)
         )
 
     def by_ready(self, replicas: Mapping[str, int], stable: str) -> dict[str, int]:
-        """Weights as the Service spreads requests: in proportion to the ready pods that stay."""
-        counts = {
-            r: min(self.ready(r), n)
-            for r, n in sorted(replicas.items(), key=lambda kv: (kv[0] != stable, kv[0]))
-            if n > 0
-        }
-        weights = apportion(counts)
-        if weights:
-            return weights
-        # Nothing ready yet: name the revision that holds the pods, so weights never go empty.
-        fallback = max(
-            sorted(replicas), key=lambda r: (replicas[r], r == stable, r == self.desired)
+        ready = {r: self.seen.ready(r) for r in replicas}
+        return budget.weights_by_ready(replicas, ready, stable, self.desired)
+
+    def started(self) -> RolloutState:
+        """A rollout of the desired revision beginning now."""
+        return RolloutState(
+            target_revision=self.desired,
+            phase="Progressing",
+            started_at=self.now,
+            progress_at=self.now,
+            target_ready=self.seen.ready(self.desired),
         )
-        return {fallback: 100}
 
     def progressed(self, state: RolloutState) -> RolloutState:
         """More ready pods on the target than ever before in this rollout is progress."""
-        ready = self.ready(self.desired)
+        ready = self.seen.ready(self.desired)
         if ready > state.target_ready:
             return replace(state, target_ready=ready, progress_at=self.now)
         return state
@@ -536,11 +436,10 @@ class _Pass:
         return self.now - since >= self.policy.progress_deadline_seconds
 
     def stall_reason(self) -> tuple[str, str]:
-        r = self.observed.get(self.desired)
-        failure = r.failure if r else None
+        failure = self.seen.failure(self.desired)
         detail = f": {failure}" if failure else ""
         return failure_reason(failure) or "ProgressDeadlineExceeded", one_line(
-            f"revision {self.name(self.desired)} made no progress for "
+            f"revision {self.seen.name(self.desired)} made no progress for "
             f"{self.policy.progress_deadline_seconds:g}s{detail}"
         )
 
@@ -551,28 +450,22 @@ class _Pass:
         return self.now - paused_at >= step.pause_seconds
 
     def step_message(self, index: int, step: Step) -> str:
-        head = f"step {index} of revision {self.name(self.desired)} at {step.weight}%"
+        head = f"step {index} of revision {self.seen.name(self.desired)} at {step.weight}%"
         if step.pause_seconds is None:
             return f"{head}: waiting for spec.rollout.promotedStep >= {index}"
         return f"{head}: pausing {step.pause_seconds}s"
 
-    def name(self, revision: str | None) -> str:
-        """A revision as a person knows it: its hash and declared version."""
-        r = self.observed.get(revision or "")
-        return f"{revision} ({r.version})" if r and r.version else str(revision)
-
-    def emit(self, kind: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+    def emit(self, kind: EventType, reason: str, message: str) -> None:
         self.events.append(Event(kind, reason, message))
 
     # -- the decision ----------------------------------------------------------------------------
 
     def decision(self, replicas: dict[str, int], weights: dict[str, int]) -> Decision:
         state = self.state
-        replicas = {r: 0 for r in self.observed} | {self.desired: 0} | replicas
+        replicas = {r: 0 for r in self.seen} | {self.desired: 0} | replicas
         prune = self.prune(replicas)
         for r in prune:
             del replicas[r]
-        progressing, degraded = self.hints()
         return Decision(
             replicas=replicas,
             weights=weights,
@@ -581,23 +474,17 @@ class _Pass:
             requeue_after=self.requeue_after(),
             events=tuple(self.events),
             prune=prune,
-            progressing=progressing,
-            degraded=degraded,
+            cause=self.cause(),
         )
 
     def prune(self, replicas: Mapping[str, int]) -> tuple[str, ...]:
         """Old revisions beyond the history limit, once scaled to 0 and drained."""
         state = self.state
-        keep = {self.desired, state.stable_revision, state.target_revision}
-        history = sorted(
-            (r for r in self.observed.values() if r.revision not in keep),
-            key=lambda r: (r.created_at, r.revision),
-            reverse=True,
-        )
+        history = self.seen.history(self.desired, state.stable_revision, state.target_revision)
         return tuple(
-            r.revision
+            r
             for r in history[max(0, self.policy.revision_history_limit) :]
-            if replicas.get(r.revision, 0) == 0 and r.replicas == 0 and r.ready == 0
+            if replicas.get(r, 0) == 0 and self.seen.drained(r)
         )
 
     def requeue_after(self) -> float | None:
@@ -613,77 +500,18 @@ class _Pass:
         future = [t - self.now for t in wakeups if t > self.now]
         return min(future) if future else None
 
-    def hints(self) -> tuple[ConditionHint, ConditionHint]:
-        state, desired = self.state, self.desired
-        healthy = ConditionHint(False, "AsExpected")
+    def cause(self) -> Cause | None:
+        state = self.state
         if state.phase == "Aborted":
-            reason = state.reason or "RolloutAborted"
-            return (
-                ConditionHint(False, "RolloutAborted", state.message or ""),
-                ConditionHint(True, reason, state.message or ""),
-            )
-        if state.phase == "Stable":
-            return ConditionHint(False, "RolloutComplete", ""), healthy
-        if state.reason:  # the first revision stalled
-            return (
-                ConditionHint(False, state.reason, state.message or ""),
-                ConditionHint(True, state.reason, state.message or ""),
-            )
+            return Cause.failed(state.reason or "RolloutAborted", state.message or "")
         steps = self.policy.canary_steps
-        if self.policy.strategy == "Canary" and state.step < len(steps):
+        if self.policy.strategy == "Canary" and state.phase == "Paused" and state.step < len(steps):
             step = steps[state.step]
-            if state.phase == "Paused":
-                reason = "AwaitingPromotion" if step.pause_seconds is None else "CanaryPaused"
-                return ConditionHint(True, reason, self.step_message(state.step, step)), healthy
-            message = (
-                f"step {state.step} of revision {self.name(desired)} at {step.weight}%: "
-                "waiting for its pods"
-            )
-            return ConditionHint(True, "RolloutInProgress", message), healthy
-        if state.stable_revision is None:
-            return ConditionHint(
-                True, "RolloutInProgress", f"bringing up revision {desired}"
-            ), healthy
-        message = f"rolling out revision {self.name(desired)} ({self.policy.strategy})"
-        return ConditionHint(True, "RolloutInProgress", message), healthy
-
-
-# ---------------------------------------------------------------------------------------------
-# Arithmetic
-
-
-def canary_split(total: int, weight: int, surge: int) -> tuple[int, int]:
-    """(canary pods, stable pods) for a step below 100%: weight% of total, rounded half up,
-    at least one canary pod, and at least one stable pod (beside a lone canary pod when
-    total is 1, if maxSurge leaves room for it)."""
-    if total <= 0:
-        return 0, 0
-    canary = max(1, (total * weight + 50) // 100)
-    if total >= 2:
-        canary = min(canary, total - 1)
-        return canary, total - canary
-    return 1, 1 if surge >= 1 else 0
-
-
-def apportion(counts: Mapping[str, int]) -> dict[str, int]:
-    """Whole percentages in proportion to the positive counts, summing to 100 (largest
-    remainder, ties in the given order); every positive count gets at least 1."""
-    positive = {k: v for k, v in counts.items() if v > 0}
-    if not positive:
-        return {}
-    whole = sum(positive.values())
-    shares = {k: 100 * v // whole for k, v in positive.items()}
-    order = list(positive)
-    by_remainder = sorted(order, key=lambda k: (-(100 * positive[k] % whole), order.index(k)))
-    for k in by_remainder[: 100 - sum(shares.values())]:
-        shares[k] += 1
-    if len(shares) <= 100:
-        for k in order:
-            if shares[k] == 0:
-                donor = max(order, key=lambda d: (shares[d], -order.index(d)))
-                shares[donor] -= 1
-                shares[k] = 1
-    return shares
+            reason = "AwaitingPromotion" if step.pause_seconds is None else "CanaryPaused"
+            return Cause.waiting(reason, self.step_message(state.step, step))
+        # A first revision that stalls keeps trying (RolloutStalled said so once): its pods
+        # tell why better than the deadline does.
+        return None
 
 
 def failure_reason(failure: str | None) -> str | None:
@@ -693,8 +521,3 @@ def failure_reason(failure: str | None) -> str | None:
         return None
     head = failure.split(":", 1)[0].strip()
     return head if head.isalnum() and head[:1].isupper() else "RevisionFailed"
-
-
-def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."

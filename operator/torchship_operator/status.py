@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import render
+from .vocabulary import Cause, DeploymentView, revision_of
 
 # Container waiting reasons that mean the revision will not come up without a change.
 FAILING_WAIT_REASONS = {
@@ -26,55 +27,40 @@ FAILING_WAIT_REASONS = {
 
 
 @dataclass(frozen=True)
-class Failure:
-    reason: str
-    message: str
+class Wanted:
+    """What the spec asks for, as the status reports on it."""
+
+    revision: str  # the revision the conditions are about
+    total: int
+    max_unavailable: int = 0
+    url: str = ""
+    grpc_address: str | None = None
 
 
 @dataclass(frozen=True)
-class RevisionView:
-    """One revision's Deployment, reduced to what status needs."""
+class Children:
+    """The ModelService's children as the watch caches saw them."""
 
-    name: str
-    revision: str
-    version: str | None
-    replicas: int
-    ready: int
-    available: int
-    up_to_date: bool
-
-    @classmethod
-    def from_deployment(cls, deployment: Mapping[str, Any]) -> RevisionView:
-        meta, spec = deployment["metadata"], deployment.get("spec", {})
-        status = deployment.get("status", {})
-        labels = meta.get("labels", {})
-        return cls(
-            name=meta["name"],
-            revision=labels.get(render.LABEL_REVISION, ""),
-            version=labels.get("app.kubernetes.io/version"),
-            replicas=spec.get("replicas", 0),
-            ready=status.get("readyReplicas", 0),
-            available=status.get("availableReplicas", 0),
-            up_to_date=status.get("observedGeneration", 0) >= meta.get("generation", 0),
-        )
+    deployments: Sequence[Mapping[str, Any]]
+    pods: Sequence[Mapping[str, Any]] = ()
 
 
-def deployment_failure(deployment: Mapping[str, Any]) -> Failure | None:
+def deployment_failure(deployment: Mapping[str, Any]) -> Cause | None:
     for cond in deployment.get("status", {}).get("conditions", []):
         if cond["type"] == "ReplicaFailure" and cond["status"] == "True":
-            return Failure(cond.get("reason", "ReplicaFailure"), cond.get("message", ""))
+            return Cause.failed(cond.get("reason", "ReplicaFailure"), cond.get("message", ""))
         if cond["type"] == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-            return Failure("ProgressDeadlineExceeded", cond.get("message", ""))
+            return Cause.failed("ProgressDeadlineExceeded", cond.get("message", ""))
     return None
 
 
-def pod_failure(pods: Iterable[Mapping[str, Any]]) -> Failure | None:
+def pod_failure(pods: Iterable[Mapping[str, Any]]) -> Cause | None:
     """The first reason a pod of the revision is not coming up, in a stable order."""
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
         status = pod.get("status", {})
         for cond in status.get("conditions", []):
             if cond["type"] == "PodScheduled" and cond.get("reason") == "Unschedulable":
-                return Failure("Unschedulable", cond.get("message", ""))
+                return Cause.failed("Unschedulable", cond.get("message", ""))
         for container in status.get("containerStatuses", []):
             waiting = container.get("state", {}).get("waiting") or {}
             if waiting.get("reason") in FAILING_WAIT_REASONS:
@@ -86,7 +72,7 @@ def pod_failure(pods: Iterable[Mapping[str, Any]]) -> Failure | None:
                     or waiting.get("message", "")
                     or f"container {container['name']}"
                 )
-                return Failure(waiting["reason"], message)
+                return Cause.failed(waiting["reason"], message)
     return None
 
 
@@ -109,26 +95,20 @@ def condition(
 def compute(
     *,
     owner: render.Owner,
-    url: str,
+    wanted: Wanted,
+    children: Children,
     generation: int,
-    desired_revision: str,
-    total: int,
-    max_unavailable: int,
-    weights: Mapping[str, int],
-    deployments: Sequence[Mapping[str, Any]],
-    pods: Sequence[Mapping[str, Any]],
     previous: Mapping[str, Any],
     now: str,
+    cause: Cause | None = None,
+    weights: Mapping[str, int] | None = None,
     rollout: Mapping[str, Any] | None = None,
-    failure: Failure | None = None,
-    step: Failure | None = None,
-    grpc_address: str | None = None,
 ) -> dict[str, Any]:
-    """The whole status subresource. `failure` is a known cause (invalid spec, aborted rollout);
-    `step` what an unfinished rollout waits for (a canary pause, a promotion), when it says."""
-    views = sorted((RevisionView.from_deployment(d) for d in deployments), key=lambda v: v.name)
-    current = next((v for v in views if v.revision == desired_revision), None)
-    ready_total = sum(v.ready for v in views)
+    """The whole status subresource. `cause` is what the rollout decided (what it waits for, or
+    why it was given up) or a failure found before it (an invalid spec, a refused write)."""
+    views = sorted((DeploymentView.of(d) for d in children.deployments), key=lambda v: v.name)
+    current = next((v for v in views if v.revision == wanted.revision), None)
+    total = wanted.total
     others_gone = all(v.replicas == 0 and v.ready == 0 for v in views if v is not current)
     done = (
         current is not None
@@ -137,75 +117,29 @@ def compute(
         and current.available >= total
         and others_gone
     )
-    if failure is None and current is not None and not done:
-        revision_pods = [
-            p
-            for p in pods
-            if p["metadata"].get("labels", {}).get(render.LABEL_REVISION) == desired_revision
-        ]
-        deployment = next(d for d in deployments if d["metadata"]["name"] == current.name)
-        failure = pod_failure(revision_pods) or deployment_failure(deployment)
-
+    if (cause is None or cause.kind != "failed") and current is not None and not done:
+        cause = revision_cause(current, children) or cause  # a failing pod outranks a pause
     old = {c["type"]: c for c in previous.get("conditions", []) or []}
-    available_now = current.available if current else 0
-    counts = f"{available_now}/{total} replicas of revision {desired_revision} available"
-
-    if failure is not None:
-        ready = (False, failure.reason, failure.message)
-    elif total == 0:
-        ready = (False, "ScaledToZero", "spec.replicas is 0")
-    elif done:
-        ready = (True, "Ready", counts)
-    elif step is not None:
-        ready = (False, step.reason, step.message)
-    else:
-        ready = (False, "RolloutInProgress", counts)
-    available_floor = max(1, total - max_unavailable)
-    available = (
-        (True, "MinimumReplicasAvailable", f"{ready_total} replicas ready")
-        if total > 0 and ready_total >= available_floor
-        else (
-            False,
-            "MinimumReplicasUnavailable",
-            f"{ready_total}/{available_floor} replicas ready",
-        )
-    )
-    if done or total == 0:
-        progressing = (False, "RolloutComplete", counts)
-    elif failure is not None:
-        progressing = (False, failure.reason, failure.message)
-    elif step is not None:
-        progressing = (True, step.reason, step.message)
-    else:
-        progressing = (True, "RolloutInProgress", counts)
-    degraded = (True, failure.reason, failure.message) if failure else (False, "AsExpected", "")
-
-    conditions = [
-        condition(kind, *values, generation, old, now)
-        for kind, values in (
-            ("Ready", ready),
-            ("Available", available),
-            ("Progressing", progressing),
-            ("Degraded", degraded),
-        )
-    ]
     status: dict[str, Any] = {
         "observedGeneration": generation,
-        "conditions": conditions,
+        "conditions": [
+            condition(kind, ok, reason, message, generation, old, now)
+            for kind, ok, reason, message in conditions(wanted, views, current, done, cause)
+        ],
         "replicas": sum(v.replicas for v in views),
-        "readyReplicas": ready_total,
+        "readyReplicas": sum(v.ready for v in views),
         "selector": render.selector_string(owner.name),
-        "url": url,
-        **({"grpcAddress": grpc_address} if grpc_address else {}),
+        "url": wanted.url,
+        **({"grpcAddress": wanted.grpc_address} if wanted.grpc_address else {}),
         "revisions": [
             {
                 "name": v.name,
                 "revision": v.revision,
                 **({"version": v.version} if v.version else {}),
-                "weight": weights.get(v.revision, 0),
+                "weight": (weights or {}).get(v.revision, 0),
                 "replicas": v.replicas,
                 "readyReplicas": v.ready,
-                "phase": phase(v, desired_revision, done),
+                "phase": phase(v, wanted.revision, done),
             }
             for v in views
         ],
@@ -215,13 +149,63 @@ def compute(
     return status
 
 
-def phase(view: RevisionView, desired: str, done: bool) -> str:
+def revision_cause(current: DeploymentView, children: Children) -> Cause | None:
+    """What the pods of the revision being brought up say: why they do not come up."""
+    pods = [p for p in children.pods if revision_of(p) == current.revision]
+    deployment = next(d for d in children.deployments if d["metadata"]["name"] == current.name)
+    return pod_failure(pods) or deployment_failure(deployment)
+
+
+Condition = tuple[str, bool, str, str]  # type, status, reason, message
+
+
+def conditions(
+    wanted: Wanted,
+    views: Sequence[DeploymentView],
+    current: DeploymentView | None,
+    done: bool,
+    cause: Cause | None,
+) -> list[Condition]:
+    """Ready, Available, Progressing and Degraded, each from the same facts: whether the wanted
+    revision is done, and the one cause (failed, or waited for) when it is not."""
+    total = wanted.total
+    available_now = current.available if current else 0
+    counts = f"{available_now}/{total} replicas of revision {wanted.revision} available"
+    failed = cause is not None and cause.kind == "failed"
+    pending = cause or Cause.waiting("RolloutInProgress", counts)
+
+    if not failed and total == 0:
+        ready: Condition = ("Ready", False, "ScaledToZero", "spec.replicas is 0")
+    elif not failed and done:
+        ready = ("Ready", True, "Ready", counts)
+    else:
+        ready = ("Ready", False, pending.reason, pending.message)
+
+    ready_total = sum(v.ready for v in views)
+    floor = max(1, total - wanted.max_unavailable)
+    if total > 0 and ready_total >= floor:
+        available = ("Available", True, "MinimumReplicasAvailable", f"{ready_total} replicas ready")
+    else:
+        available = (
+            "Available",
+            False,
+            "MinimumReplicasUnavailable",
+            f"{ready_total}/{floor} replicas ready",
+        )
+
+    if done or total == 0:
+        progressing = ("Progressing", False, "RolloutComplete", counts)
+    else:
+        progressing = ("Progressing", not failed, pending.reason, pending.message)
+
+    if failed:
+        degraded = ("Degraded", True, pending.reason, pending.message)
+    else:
+        degraded = ("Degraded", False, "AsExpected", "")
+    return [ready, available, progressing, degraded]
+
+
+def phase(view: DeploymentView, desired: str, done: bool) -> str:
     if view.revision == desired:
         return "Serving" if done else "Progressing"
     return "Serving" if view.replicas > 0 else "Retired"
-
-
-def short(text: str, limit: int = 300) -> str:
-    """One line, bounded: for condition messages and events."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -1,17 +1,21 @@
 """The little HTTP that the REST adapters share, on bare ASGI: reading a bounded (optionally
-compressed) body, bearer-token checks, and writing responses."""
+compressed) body, bearer-token checks, writing responses, and the adapters' common state."""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import BaseModel
 
 from .auth import check_bearer
 from .errors import BodyTooLarge, InferenceError
+from .metrics import ProtocolMeter
+
+if TYPE_CHECKING:
+    from .dataplane import DataPlane
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -20,6 +24,17 @@ Headers = list[tuple[bytes, bytes]]
 
 JSON: Headers = [(b"content-type", b"application/json")]
 CLOSE = (b"connection", b"close")
+
+
+class Adapter:
+    """A protocol over HTTP: the data plane it maps onto, its body limit and its meter."""
+
+    protocol = ""
+
+    def __init__(self, plane: DataPlane, max_body: int) -> None:
+        self.plane = plane
+        self.max_body = max_body
+        self.meter = ProtocolMeter(plane.settings.model_name, self.protocol)
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

@@ -1,5 +1,6 @@
 """The transport-neutral data plane: health, metadata and inference for the one served model.
-The REST adapters (rest_v2, rest_v1) map HTTP onto these calls and back; nothing here knows HTTP.
+The protocol adapters (rest_v2, rest_v1, grpc_server) map their wire onto these calls and back;
+nothing here knows HTTP, gRPC or a protocol's wire format.
 """
 
 from __future__ import annotations
@@ -9,12 +10,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-import torch
-
 from . import __version__, metrics
 from .batcher import Batcher, as_error
-from .codec import NUMPY_DTYPES, Array, DecodedRequest, Tensor
+from .codec import Array, DecodedRequest
 from .errors import InferenceError, NotFound, Unavailable
 from .model import Model, create_model
 from .protocol import ModelMetadataResponse, ServerMetadataResponse
@@ -43,6 +41,30 @@ class Admission:
     def close(self) -> None:
         self.queued()
         self.plane.inflight -= 1
+
+
+class Instrumented:
+    """One inference request as every protocol meters it: in flight (admitted) until it ends,
+    timed from its arrival, and counted by its status: the error's, 200 once the handler sets
+    `code`, or 500 for anything else."""
+
+    __slots__ = ("admission", "code", "meter", "started")
+
+    def __init__(self, plane: DataPlane, meter: metrics.ProtocolMeter) -> None:
+        self.started = time.perf_counter()
+        self.meter = meter
+        self.admission = Admission(plane)
+        self.code = 500
+
+    def __enter__(self) -> Instrumented:
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        if isinstance(error, InferenceError):
+            self.code = error.status
+        self.admission.close()
+        self.meter.count(self.code)
+        self.meter.latency.observe(time.perf_counter() - self.started)
 
 
 class DataPlane:
@@ -91,6 +113,10 @@ class DataPlane:
 
     def admit(self) -> Admission:
         return Admission(self)
+
+    def instrumented(self, meter: metrics.ProtocolMeter) -> Instrumented:
+        """`with plane.instrumented(meter) as request:` around one inference request."""
+        return Instrumented(self, meter)
 
     def live(self) -> bool:
         """The process can serve: before the load, or with the batching loop running."""
@@ -157,56 +183,7 @@ class DataPlane:
         self._batch_size.observe(1 if not model.batchable else _rows(inputs))
         return outputs
 
-    async def predict_v1(
-        self, name: str, instances: list[Any], admission: Admission | None = None
-    ) -> list[Any]:
-        """KServe v1: one instance per row of the model's single input; one prediction per row
-        (a value per row for one output, an object per row for several)."""
-        model = self.get_model(name)
-        if len(model.inputs) > 1:
-            names = [m.name for m in model.inputs]
-            raise InferenceError(f"v1 predict serves single-input models; this one takes {names}")
-        meta = model.inputs[0] if model.inputs else None
-        datatype = meta.datatype if meta else "FP32"
-        tensor = Tensor(
-            meta.name if meta else "instances", datatype, [], instances_array(instances, datatype)
-        )
-        tensor.shape = list(tensor.array.shape)
-        outputs = await self.infer(name, None, DecodedRequest([tensor]), admission)
-        columns = {n: rows_of(v) for n, v in outputs.items()}
-        if len(columns) == 1:
-            return next(iter(columns.values()))
-        rows = min(len(c) for c in columns.values())
-        return [{n: c[i] for n, c in columns.items()} for i in range(rows)]
-
 
 def _rows(inputs: dict[str, Any]) -> int:
     first = next(iter(inputs.values()))
     return int(first.shape[0]) if getattr(first, "ndim", 0) else 1
-
-
-def rows_of(value: Array) -> list[Any]:
-    """An output as JSON-ready rows (nested lists for trailing dims, text for BYTES)."""
-    if isinstance(value, torch.Tensor):
-        value = (value.float() if value.dtype == torch.bfloat16 else value).numpy()
-    if value.dtype.kind in "OSU":
-        value = np.vectorize(text, otypes=[object])(value)
-    return value.tolist() if value.ndim else [value.tolist()]
-
-
-def text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def instances_array(instances: list[Any], datatype: str) -> np.ndarray | torch.Tensor:
-    try:
-        if datatype == "BYTES":
-            array = np.asarray(instances, dtype=object)
-            if not all(isinstance(v, str) for v in array.ravel()):
-                raise ValueError("BYTES instances must be strings")
-            return np.vectorize(str.encode, otypes=[object])(array)
-        if datatype == "BF16":
-            return torch.from_numpy(np.asarray(instances, dtype=np.float32)).to(torch.bfloat16)
-        return np.asarray(instances, dtype=NUMPY_DTYPES[datatype])
-    except (ValueError, TypeError, OverflowError) as error:
-        raise InferenceError(f"instances are not {datatype} rows: {error}") from None

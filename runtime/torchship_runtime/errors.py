@@ -21,7 +21,13 @@ class NotFound(InferenceError):
 
 
 class MethodNotAllowed(InferenceError):
+    """`allow`: the methods the path takes, for the `Allow` header."""
+
     status = 405
+
+    def __init__(self, method: str, allow: str) -> None:
+        super().__init__(f"{method} is not allowed here ({allow})")
+        self.allow = allow
 
 
 class Unauthorized(InferenceError):

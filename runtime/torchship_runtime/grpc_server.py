@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -85,10 +84,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, plane: DataPlane, token: bytes | None) -> None:
         self.plane = plane
         self.token = token
-        name = plane.settings.model_name
-        self._latency = metrics.REQUEST_SECONDS.labels(name, "grpc")
-        self._codes: dict[int, Any] = {}
-        self._name = name
+        self.meter = metrics.ProtocolMeter(plane.settings.model_name, "grpc")
 
     @staticmethod
     def authorization(context: Any) -> bytes | None:
@@ -96,12 +92,6 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             if key == "authorization":
                 return value.encode("latin-1") if isinstance(value, str) else value
         return None
-
-    def _count(self, code: int) -> None:
-        counter = self._codes.get(code)
-        if counter is None:
-            counter = self._codes[code] = metrics.REQUESTS.labels(self._name, "grpc", str(code))
-        counter.inc()
 
     @rpc(open_=True)
     async def ServerLive(self, request: Any, context: Any) -> Any:
@@ -126,25 +116,15 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     @rpc()
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        started = time.perf_counter()
         plane = self.plane
-        admission = plane.admit()
-        code = 500
-        try:
+        with plane.instrumented(self.meter) as served:
             name, version = request.model_name, request.model_version or None
             model = plane.get_model(name, version)  # NOT_FOUND / UNAVAILABLE before decoding
             decoded = decode_infer_request(request)
-            outputs = await plane.infer(name, version, decoded, admission)
+            outputs = await plane.infer(name, version, decoded, served.admission)
             response = encode_infer_response(model.name, model.version, decoded, outputs)
-            code = 200
+            served.code = 200
             return response
-        except InferenceError as error:
-            code = error.status
-            raise
-        finally:
-            admission.close()
-            self._count(code)
-            self._latency.observe(time.perf_counter() - started)
 
 
 class GrpcServer:

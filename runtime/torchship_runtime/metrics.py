@@ -63,3 +63,21 @@ READY = Gauge(
     ["model"],
     registry=REGISTRY,
 )
+
+
+class ProtocolMeter:
+    """One protocol's request latency and counts by status code for the served model; each
+    labelled series is looked up once, not per request."""
+
+    __slots__ = ("_codes", "latency", "model", "protocol")
+
+    def __init__(self, model: str, protocol: str) -> None:
+        self.model, self.protocol = model, protocol
+        self.latency = REQUEST_SECONDS.labels(model, protocol)
+        self._codes: dict[int, Counter] = {}
+
+    def count(self, code: int) -> None:
+        counter = self._codes.get(code)
+        if counter is None:
+            counter = self._codes[code] = REQUESTS.labels(self.model, self.protocol, str(code))
+        counter.inc()

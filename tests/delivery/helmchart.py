@@ -1,9 +1,8 @@
 """The Helm chart from tests: render it, and install what its ServiceAccount may do.
 
-Other suites can reuse `install_rbac` and `service_account_kubeconfig` to run the operator with
-exactly the chart's credentials:
+The delivery tests reuse `install_rbac` and `service_account_kubeconfig` to run the operator
+with exactly the chart's credentials:
 
-    sys.path.insert(0, str(ROOT / "tests" / "delivery"))
     import helmchart
 
     sa = helmchart.install_rbac(control_plane, namespace, release="op")
@@ -33,7 +32,7 @@ RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Ro
 
 def helm_bin() -> Path:
     """The helm binary built with the local control plane's binaries (cached)."""
-    import testenv  # loaded by tests/conftest.py
+    import testenv  # hack/, on pytest's pythonpath
 
     return testenv.build_binaries() / "helm"
 

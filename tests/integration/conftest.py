@@ -6,11 +6,11 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import harness
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,38 +54,19 @@ def start_operator(
     groups: tuple[str, ...] = ("system:masters",),
     **env: str,
 ):
-    import testenv
-
-    metrics_port, health_port = testenv.free_port(), testenv.free_port()
     kubeconfig = env.pop("KUBECONFIG", None) or str(control_plane.kubeconfig_for(user, groups))
-    environment = {
-        **control_plane.env,
-        "KUBECONFIG": kubeconfig,
-        "TORCHSHIP_METRICS_PORT": str(metrics_port),
-        "TORCHSHIP_HEALTH_PORT": str(health_port),
-        "TORCHSHIP_LOG_LEVEL": "INFO",
-        **env,
-    }
-    handle = log.open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "torchship_operator"],
-        env=environment,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
+    started = harness.start_operator({**control_plane.env, "KUBECONFIG": kubeconfig}, log, **env)
     return RunningOperator(
-        process=process, log=log, metrics_port=metrics_port, health_port=health_port, user=user
+        process=started.proc,
+        log=log,
+        metrics_port=started.metrics_port,
+        health_port=started.health_port,
+        user=user,
     )
 
 
 def stop_operator(running: RunningOperator) -> None:
-    if running.process.poll() is None:
-        running.process.terminate()
-        try:
-            running.process.wait(20)
-        except subprocess.TimeoutExpired:
-            running.process.kill()
-            running.process.wait()
+    harness.stop(running.process, 20)
 
 
 @contextlib.contextmanager

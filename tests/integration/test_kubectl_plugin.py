@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from harness import mlp, save_torchscript, serving, torchscript_env
 from helpers import wait_for
-from runtime_harness import mlp_env, runtime_server, save_mlp
 from test_modelservice import msvc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,17 +213,20 @@ def test_infer_through_a_given_url(control_plane, operator, namespace, kubectl_t
         "--from-literal=token=s3cret",
     )
     (tmp_path / "token").write_text("s3cret\n")
-    model = save_mlp(tmp_path / "mlp.pt")
+    model = mlp()
+    path = save_torchscript(model, tmp_path / "mlp.pt")
     x = np.linspace(-1, 1, 2 * 64, dtype=np.float32).reshape(2, 64)
     with torch.inference_mode():
         want = model(torch.from_numpy(x)).numpy()
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "x.json").write_text(json.dumps(x.astype(np.float64).tolist()))
     (tmp_path / "bad.json").write_text(json.dumps([[1.0, 2.0]]))
-    env = mlp_env(tmp_path / "mlp.pt", name="mlp") | {
-        "TORCHSHIP_AUTH_TOKEN_FILE": str(tmp_path / "token")
-    }
-    with runtime_server(tmp_path, **env) as runtime:
+    env = torchscript_env(
+        path,
+        TORCHSHIP_MODEL_INPUTS='[{"name": "input__0", "datatype": "FP32", "shape": [-1, 64]}]',
+        TORCHSHIP_AUTH_TOKEN_FILE=str(tmp_path / "token"),
+    )
+    with serving(tmp_path, **env) as runtime:
         url = ["--url", runtime.url, "-n", namespace]
         npy, bad = f"input__0={tmp_path / 'x.npy'}", f"input__0={tmp_path / 'bad.json'}"
         out = kubectl_torchship("infer", "scorer", "--input", npy, *url)  # token from the Secret

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 import modelfiles
+from harness import serving
 from helpers import condition, get_json, wait_for
 from podenv import container_env
-from runtime_harness import runtime_server
 from test_modelservice import utc_now
 from test_modelservice import wait_ready as msvc_ready
 from test_rollouts import apply, model, split
@@ -309,7 +309,7 @@ def test_auth_mounts_the_token_and_the_runtime_refuses_requests_without_it(
         "TORCHSHIP_DEVICE": "cpu",
         "TORCHSHIP_DRAIN_SECONDS": "0",
     }
-    with runtime_server(tmp_path, **local) as running:
+    with serving(tmp_path, **local) as running:
         url = running.url
         body = {
             "inputs": [

@@ -37,12 +37,15 @@ def test_hpa_scales_the_modelservice_through_its_scale_subresource(
 ):
     scaling = {"minReplicas": 2, "maxReplicas": 5, "metrics": [{"type": "cpu", "target": 70}]}
     apply(control_plane, namespace, "auto", autoscaling=scaling)
+    # Until the operator has created it, kubectl answers NotFound with nothing on stdout.
     hpa = wait_for(
-        lambda: control_plane.kubectl(
-            "get", "hpa", "auto", "-n", namespace, "-o", "json", check=False
+        lambda: (
+            control_plane.kubectl(
+                "get", "hpa", "auto", "-n", namespace, "-o", "json", check=False
+            ).stdout
         )
     )
-    hpa = json.loads(hpa.stdout)
+    hpa = json.loads(hpa)
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": "torchship.dev/v1alpha1",
         "kind": "ModelService",

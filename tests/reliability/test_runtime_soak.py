@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import httpx
 import pytest
 import torch
+from harness import RuntimeProcess, mlp, save_torchscript, serving, torchscript_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from runtime_harness import RunningRuntime, mlp_env, rss_bytes, runtime_server, save_mlp
 
 pytestmark = pytest.mark.slow
+INPUTS = '[{"name": "input__0", "datatype": "FP32", "shape": [-1, 64]}]'
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory) -> tuple[RunningRuntime, torch.nn.Module]:
+def served(tmp_path_factory) -> tuple[RuntimeProcess, torch.nn.Module]:
     tmp = tmp_path_factory.mktemp("soak")
-    model = save_mlp(tmp / "mlp.pt")
-    with runtime_server(tmp, **mlp_env(tmp / "mlp.pt")) as running:
+    model = mlp()
+    env = torchscript_env(save_torchscript(model, tmp / "mlp.pt"), TORCHSHIP_MODEL_INPUTS=INPUTS)
+    with serving(tmp, **env) as running:
         yield running, model
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
 
 
 def infer_body(rows: list[list[float]]) -> dict:

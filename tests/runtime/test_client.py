@@ -11,7 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from served import WIDTH, Runtime, free_port, mlp, reference, save_torchscript, serving
+from served import (
+    WIDTH,
+    Runtime,
+    entrypoint_env,
+    free_port,
+    mlp,
+    reference,
+    save_torchscript,
+    serving,
+)
 
 from torchship.client import (
     AsyncInferenceClient,
@@ -134,12 +143,7 @@ SLOW_HANDLER = textwrap.dedent(
 def test_retries_through_connection_refused_and_503_while_loading(tmp_path, caplog):
     (tmp_path / "echo.py").write_text(SLOW_HANDLER)
     (tmp_path / "echo.bin").write_bytes(b"")
-    env = {
-        "TORCHSHIP_MODEL_URI": str(tmp_path / "echo.bin"),
-        "TORCHSHIP_MODEL_FORMAT": "handler",
-        "TORCHSHIP_MODEL_ENTRYPOINT": "echo:Echo",
-        "TORCHSHIP_MODEL_NAME": "echo",
-    }
+    env = entrypoint_env(tmp_path / "echo.bin", "handler", "echo:Echo", "echo")
     runtime = Runtime(tmp_path, env)  # started, not waited for
     try:
         x = np.arange(6, dtype=np.int64).reshape(2, 3)

@@ -4,19 +4,14 @@ bench/peers/setup.sh): it is a protocol client, not a torchship-only one."""
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 
+import models  # bench/, on pytest's pythonpath
 import numpy as np
 import pytest
 import torch
+from serving_bench import PEERS_PYTHON, Peer
 
 from torchship.client import AsyncInferenceClient, InferenceClient, ModelNotFound
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-import models  # noqa: E402
-from serving_bench import PEERS_PYTHON, Peer  # noqa: E402
 
 WIDTH = models.input_width("small")
 

@@ -10,7 +10,7 @@ import textwrap
 import httpx
 import pytest
 import torch
-from served import WIDTH, mlp, reference, save_torchscript, torchscript_env
+from served import WIDTH, entrypoint_env, mlp, reference, save_torchscript, torchscript_env
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -53,14 +53,14 @@ def test_state_dict_on_cuda_in_each_dtype(
 
     model = gpumodel.build().eval()
     torch.save(model.state_dict(), tmp_path / "w.pt")
-    env = {
-        "TORCHSHIP_MODEL_URI": str(tmp_path / "w.pt"),
-        "TORCHSHIP_MODEL_FORMAT": "state-dict",
-        "TORCHSHIP_MODEL_ENTRYPOINT": "gpumodel:build",
-        "TORCHSHIP_MODEL_NAME": "g",
-        "TORCHSHIP_DEVICE": "auto",  # picks the GPU
-        "TORCHSHIP_DTYPE": dtype,
-    }
+    env = entrypoint_env(
+        tmp_path / "w.pt",
+        "state-dict",
+        "gpumodel:build",
+        "g",
+        TORCHSHIP_DEVICE="auto",  # picks the GPU
+        TORCHSHIP_DTYPE=dtype,
+    )
     running = start_runtime(**env).wait_ready()
     got_type, got = infer(running.url, "g", X, "input")
     assert got_type == datatype

@@ -15,7 +15,15 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from served import WIDTH, free_port, mlp, reference, save_torchscript, torchscript_env
+from served import (
+    WIDTH,
+    entrypoint_env,
+    free_port,
+    mlp,
+    reference,
+    save_torchscript,
+    torchscript_env,
+)
 
 X = torch.linspace(-1, 1, 3 * WIDTH).reshape(3, WIDTH)
 
@@ -238,12 +246,7 @@ def test_handler_with_preprocess_predict_postprocess_and_bytes(tmp_path, start_r
 def test_float16_bfloat16_and_dynamic_int8(tmp_path, start_runtime, user_model):
     model = user_model.build_model().eval()
     torch.save(model.state_dict(), tmp_path / "w.pt")
-    base = {
-        "TORCHSHIP_MODEL_URI": str(tmp_path / "w.pt"),
-        "TORCHSHIP_MODEL_FORMAT": "state-dict",
-        "TORCHSHIP_MODEL_ENTRYPOINT": "usermodel:build_model",
-        "TORCHSHIP_MODEL_NAME": "q",
-    }
+    base = entrypoint_env(tmp_path / "w.pt", "state-dict", "usermodel:build_model", "q")
     want = reference(model, X)
     runtimes = {
         "int8": start_runtime(**base, TORCHSHIP_QUANTIZE="dynamic-int8"),

@@ -20,7 +20,8 @@ import pytest
 import torch
 import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from served import WIDTH, mlp, reference, save_torchscript, serving, torchscript_env
+from harness import save_torchscript, serving, torchscript_env
+from served import ECHO, WIDTH, handler_env, mlp, reference
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
@@ -29,14 +30,6 @@ TOKEN = "s3cret-t0ken"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 METADATA = (("authorization", f"Bearer {TOKEN}"),)
 LIMIT = 200_000
-
-ECHO = '''
-class Echo:
-    """Answers every input as an output of the same name."""
-
-    def predict(self, inputs):
-        return dict(inputs)
-'''
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +54,7 @@ def served(tmp_path_factory):
 def echo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("grpc-echo")
     (tmp / "echo.py").write_text(ECHO)
-    (tmp / "unused.bin").write_bytes(b"")
-    env = {
-        "TORCHSHIP_MODEL_URI": str(tmp / "unused.bin"),
-        "TORCHSHIP_MODEL_FORMAT": "handler",
-        "TORCHSHIP_MODEL_ENTRYPOINT": "echo:Echo",
-        "TORCHSHIP_MODEL_NAME": "echo",
-    }
+    env = handler_env(tmp, "echo:Echo", "echo")
     with serving(tmp, **env) as running:
         yield running
 

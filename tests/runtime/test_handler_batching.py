@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from served import serving
+from served import handler_env, serving
 
 HANDLER = '''
 import time
@@ -47,15 +47,13 @@ class Counting:
 def start(tmp_path_factory, batched: bool):
     tmp = tmp_path_factory.mktemp(f"handler-batched-{batched}")
     (tmp / "counting.py").write_text(HANDLER.format(batched=batched))
-    (tmp / "unused.bin").write_bytes(b"")
-    env = {
-        "TORCHSHIP_MODEL_URI": str(tmp / "unused.bin"),
-        "TORCHSHIP_MODEL_FORMAT": "handler",
-        "TORCHSHIP_MODEL_ENTRYPOINT": "counting:Counting",
-        "TORCHSHIP_MODEL_NAME": "counting",
-        "TORCHSHIP_MAX_BATCH_SIZE": "32",
-        "TORCHSHIP_MAX_DELAY_MS": "50",
-    }
+    env = handler_env(
+        tmp,
+        "counting:Counting",
+        "counting",
+        TORCHSHIP_MAX_BATCH_SIZE="32",
+        TORCHSHIP_MAX_DELAY_MS="50",
+    )
     return serving(tmp, **env)
 
 

@@ -12,15 +12,16 @@ import numpy as np
 import orjson
 import pytest
 import torch
-from served import WIDTH, mlp, reference, save_torchscript, serving, torchscript_env
-
-ECHO = '''
-class Echo:
-    """Answers every input as an output of the same name."""
-
-    def predict(self, inputs):
-        return dict(inputs)
-'''
+from served import (
+    ECHO,
+    WIDTH,
+    handler_env,
+    mlp,
+    reference,
+    save_torchscript,
+    serving,
+    torchscript_env,
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +40,7 @@ def served(tmp_path_factory):
 def echo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("echo")
     (tmp / "echo.py").write_text(ECHO)
-    (tmp / "unused.bin").write_bytes(b"")
-    env = {
-        "TORCHSHIP_MODEL_URI": str(tmp / "unused.bin"),
-        "TORCHSHIP_MODEL_FORMAT": "handler",
-        "TORCHSHIP_MODEL_ENTRYPOINT": "echo:Echo",
-        "TORCHSHIP_MODEL_NAME": "echo",
-    }
+    env = handler_env(tmp, "echo:Echo", "echo")
     with serving(tmp, **env) as running:
         yield running.url
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
-from served import WIDTH, mlp, save_torchscript, torchscript_env
+from served import WIDTH, handler_env, mlp, save_torchscript, torchscript_env
 
 SLOW = '''
 import time
@@ -32,13 +32,7 @@ class Slow:
 
 def slow_handler(tmp_path: Path, load: float, predict: float) -> dict[str, str]:
     (tmp_path / "slow.py").write_text(SLOW.format(load=load, predict=predict))
-    (tmp_path / "unused.bin").write_bytes(b"")
-    return {
-        "TORCHSHIP_MODEL_URI": str(tmp_path / "unused.bin"),
-        "TORCHSHIP_MODEL_FORMAT": "handler",
-        "TORCHSHIP_MODEL_ENTRYPOINT": "slow:Slow",
-        "TORCHSHIP_MODEL_NAME": "slow",
-    }
+    return handler_env(tmp_path, "slow:Slow", "slow")
 
 
 ROW = {

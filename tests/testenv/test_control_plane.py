@@ -4,25 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable
 
 import pytest
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-
-
-def get_json(control_plane, *args: str) -> dict:
-    return json.loads(control_plane.kubectl("get", *args, "-o", "json").stdout)
+from helpers import get_json, wait_for
 
 
 def test_binaries_report_their_release(control_plane):

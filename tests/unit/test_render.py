@@ -409,3 +409,36 @@ def test_empty_env_values_are_left_out_as_the_server_stores_them():
     assert {"name": "TORCHSHIP_MODEL_VERSION"} in entries  # no model.version
     assert {"name": "EMPTY"} in entries
     assert all(e.get("value") != "" for e in entries)
+
+
+# ---------------------------------------------------------------------------------------------
+# Each revision's Deployment keeps the spec fields that made it (render.SPEC_ANNOTATION); put
+# back into a ModelService, they name the same revision again: that is what a rollback does.
+
+ROLLBACK_CASES = [
+    *sorted(GOLDEN.glob("*.input.yaml")),
+    ROOT / "examples" / "cpu-model.yaml",
+    ROOT / "examples" / "gpu-model.yaml",
+]
+
+
+@pytest.mark.parametrize("path", ROLLBACK_CASES, ids=lambda p: p.name)
+def test_the_annotation_brings_back_the_same_revision(path: Path):
+    spec = api.ModelServiceSpec.model_validate(yaml.safe_load(path.read_text())["spec"])
+    image = "ghcr.io/torchship/runtime:test"
+    deployment = render.render_deployment(OWNER, spec, render.revision_hash(spec, image), 1, image)
+    kept = json.loads(deployment["metadata"]["annotations"][render.SPEC_ANNOTATION])
+    assert set(kept) <= render.REVISION_FIELDS and "model" in kept
+    # The rest of the spec (replicas, rollout, autoscaling) is the user's to keep as it is.
+    live = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    restored = {k: v for k, v in live.items() if k not in render.REVISION_FIELDS} | kept
+    again = api.ModelServiceSpec.model_validate(restored)
+    assert render.revision_hash(again, image) == render.revision_hash(spec, image)
+    assert again == spec
+
+
+def test_the_annotation_is_outside_the_pod_template():
+    # Pods of an existing revision must not restart for it.
+    spec = api.ModelServiceSpec(model=api.ModelSource(uri="/m.pt", format="torchscript"))
+    deployment = render.render_deployment(OWNER, spec, "abc", 1, "img")
+    assert "annotations" not in deployment["spec"]["template"]["metadata"]

@@ -10,17 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from torchship_operator.rollout import (
-    ConditionHint,
     Decision,
     ObservedRevision,
     RolloutPolicy,
     RolloutState,
     Step,
-    apportion,
-    canary_split,
     failure_reason,
     plan,
 )
+from torchship_operator.vocabulary import MESSAGE_LIMIT, Cause
 
 ROLLING = RolloutPolicy()
 MAKE_ROOM = RolloutPolicy(max_surge=0, max_unavailable=1)
@@ -76,7 +74,7 @@ def test_first_revision_takes_all_replicas_and_becomes_stable_once_available():
     assert d.weights == {"a": 100} and d.serving == ("a",)
     assert d.state.phase == "Progressing" and d.state.stable_revision is None
     assert d.requeue_after == 600 and d.events == ()
-    assert d.progressing == ConditionHint(True, "RolloutInProgress", "bringing up revision a")
+    assert d.cause is None  # only pods to wait for: they say how far they are
 
     d = call(desired="a", total=3, state=d.state, revisions=[rev("a", 3, 2)], now=30.0)
     assert d.state.phase == "Progressing" and d.events == ()
@@ -85,7 +83,7 @@ def test_first_revision_takes_all_replicas_and_becomes_stable_once_available():
     assert d.state == stable("a")
     assert reasons(d) == ["RolloutComplete"]
     assert d.requeue_after is None
-    assert d.progressing.reason == "RolloutComplete" and not d.degraded.status
+    assert d.cause is None
 
 
 def test_first_revision_that_never_comes_up_warns_once_and_keeps_trying():
@@ -96,8 +94,7 @@ def test_first_revision_that_never_comes_up_warns_once_and_keeps_trying():
     assert reasons(d) == ["RolloutStalled"] and d.events[0].type == "Warning"
     assert d.state.phase == "Progressing" and d.state.reason == "ImagePullBackOff"
     assert d.replicas == {"a": 2} and d.weights == {"a": 100}
-    assert d.degraded.status and d.degraded.reason == "ImagePullBackOff"
-    assert failure in d.degraded.message
+    assert d.cause is None  # not given up: the pods tell why, not the deadline
     assert d.requeue_after is None  # nothing left to wait for but the pods
     again = call(desired="a", total=2, state=d.state, revisions=observed, now=900.0)
     assert again.events == () and again.state == d.state
@@ -184,24 +181,6 @@ def test_both_budgets_zero_still_progresses_one_pod_at_a_time():
 # Canary
 
 
-@pytest.mark.parametrize(
-    ("total", "weight", "surge", "expected"),
-    [
-        (10, 10, 1, (1, 9)),
-        (10, 25, 1, (3, 7)),  # 2.5 rounds half up
-        (4, 50, 1, (2, 2)),
-        (2, 10, 1, (1, 1)),  # at least one canary pod
-        (2, 99, 1, (1, 1)),  # at least one stable pod below 100%
-        (3, 90, 0, (2, 1)),
-        (1, 10, 1, (1, 1)),  # a lone canary beside the lone stable pod, in the surge
-        (1, 10, 0, (1, 0)),  # no surge: the canary replaces it
-        (0, 50, 1, (0, 0)),
-    ],
-)
-def test_canary_split(total, weight, surge, expected):
-    assert canary_split(total, weight, surge) == expected
-
-
 def test_canary_step_waits_for_its_pods_then_pauses_then_advances():
     observed = [rev("a", 4)]
     d = call(policy=CANARY, state=stable(), revisions=observed, now=0.0)
@@ -216,7 +195,7 @@ def test_canary_step_waits_for_its_pods_then_pauses_then_advances():
     assert reasons(d) == ["CanaryStepReached"]
     assert d.weights == {"a": 75, "b": 25} and d.serving == ("a", "b")
     assert d.requeue_after == 60
-    assert d.progressing.reason == "CanaryPaused"
+    assert d.cause == Cause.waiting("CanaryPaused", "step 0 of revision b at 25%: pausing 60s")
 
     observed = [rev("a", 3), rev("b", 1)]
     mid = call(policy=CANARY, state=d.state, revisions=observed, now=60.0)
@@ -234,7 +213,7 @@ def test_manual_step_waits_for_promoted_step():
     d = call(policy=CANARY, state=state, revisions=observed, now=100.0)
     assert d.state.phase == "Paused" and reasons(d) == ["CanaryStepReached"]
     message = "step 1 of revision b at 50%: waiting for spec.rollout.promotedStep >= 1"
-    assert d.progressing == ConditionHint(True, "AwaitingPromotion", message)
+    assert d.cause == Cause.waiting("AwaitingPromotion", message)
     assert d.requeue_after is None  # a person, not a timer, moves it on
 
     for promoted in (None, 0):
@@ -311,8 +290,7 @@ def test_no_progress_within_the_deadline_aborts_back_to_stable(policy):
     assert d.state.reason == "Unschedulable"
     assert [(e.type, e.reason) for e in d.events] == [("Warning", "RolloutAborted")]
     assert failure in d.events[0].message
-    assert d.degraded == ConditionHint(True, "Unschedulable", d.state.message)
-    assert d.progressing.status is False
+    assert d.cause == Cause.failed("Unschedulable", d.state.message)
     assert d.requeue_after is None
     if policy.strategy == "RollingUpdate":  # back the way it came, within the budget
         assert d.replicas == {"a": 4, "b": 1} and d.weights == {"a": 75, "b": 25}
@@ -330,10 +308,10 @@ def test_abort_message_is_one_bounded_line_that_keeps_the_outcome():
     observed = [rev("a", 3), rev("b", 2, 1, failure=failure)]
     d = call(state=state, revisions=observed, now=600.0)
     message = d.state.message
-    assert len(message) <= 240 and "\n" not in message
+    assert len(message) <= MESSAGE_LIMIT and "\n" not in message
     assert message.startswith("revision b made no progress for 600s: Unschedulable: 0/400")
     assert message.endswith("...; traffic went back to revision a")
-    assert d.events[0].message == message == d.degraded.message
+    assert d.cause is not None and d.events[0].message == message == d.cause.message
 
 
 def test_the_deadline_counts_from_the_last_progress():
@@ -441,21 +419,6 @@ def test_policy_from_spec_reads_the_api_model():
     policy = RolloutPolicy.from_spec(spec)
     assert policy.steps == (Step(10, 60), Step(50, None))
     assert policy.strategy == "Canary" and policy.max_surge == spec.max_surge
-
-
-@pytest.mark.parametrize(
-    ("counts", "expected"),
-    [
-        ({"a": 1, "b": 1}, {"a": 50, "b": 50}),
-        ({"a": 2, "b": 1}, {"a": 67, "b": 33}),
-        ({"a": 1, "b": 1, "c": 1}, {"a": 34, "b": 33, "c": 33}),
-        ({"a": 999, "b": 1}, {"a": 99, "b": 1}),  # a serving revision never shows 0
-        ({"a": 3, "b": 0}, {"a": 100}),
-        ({}, {}),
-    ],
-)
-def test_apportion(counts, expected):
-    assert apportion(counts) == expected
 
 
 @pytest.mark.parametrize(
@@ -696,7 +659,7 @@ class Run:
         self.cluster.apply(d, self.now)
         self.state = RolloutState.from_dict(d.state.to_dict())  # through status.rollout
         self.now += DT
-        if d.progressing.reason == "AwaitingPromotion":  # a person releases the step
+        if d.cause and d.cause.reason == "AwaitingPromotion":  # a person releases the step
             self.promoted = d.state.step
         return d
 
@@ -803,7 +766,7 @@ def test_a_broken_revision_aborts_once_and_stays_aborted(scenario, breakage):
             break
     assert d.state.phase == "Aborted" and d.state.stable_revision == "a"
     expected = "CrashLoopBackOff" if breakage == "crash" else "Unschedulable"
-    assert d.state.reason == expected and d.degraded.reason == expected
+    assert d.state.reason == expected and d.cause == Cause.failed(expected, d.state.message)
     assert [e.reason for e in warnings] == ["RolloutAborted"]
     for _ in range(3 * (total + 2)):
         d = run.tick("b")

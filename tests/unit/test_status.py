@@ -8,6 +8,7 @@ from typing import Any
 from torchship_operator import api, render, status
 from torchship_operator.kube import Refused
 from torchship_operator.reconcile import Observed, refused_status
+from torchship_operator.vocabulary import Cause
 
 OWNER = render.Owner(name="mlp", namespace="ml", uid="u")
 REV = "aaaaaaaaaa"
@@ -65,20 +66,23 @@ def waiting_pod(reason: str, message: str = "") -> dict[str, Any]:
     }
 
 
-def compute(deployments, pods=(), previous=None, now=T0, total=2, **extra) -> dict[str, Any]:
+def compute(
+    deployments, pods=(), previous=None, now=T0, total=2, grpc_address=None, cause=None
+) -> dict[str, Any]:
     return status.compute(
         owner=OWNER,
-        url="http://mlp.ml.svc.cluster.local:8080",
+        wanted=status.Wanted(
+            revision=REV,
+            total=total,
+            url="http://mlp.ml.svc.cluster.local:8080",
+            grpc_address=grpc_address,
+        ),
+        children=status.Children(list(deployments), list(pods)),
         generation=3,
-        desired_revision=REV,
-        total=total,
-        max_unavailable=0,
-        weights={REV: 100},
-        deployments=list(deployments),
-        pods=list(pods),
         previous=previous or {},
         now=now,
-        **extra,
+        cause=cause,
+        weights={REV: 100},
     )
 
 
@@ -181,14 +185,14 @@ def test_progress_deadline_exceeded_from_the_deployment():
 
 
 def test_a_known_failure_wins():
-    s = compute([deployment()], failure=status.Failure("InvalidSpec", "spec.x: bad"))
+    s = compute([deployment()], cause=Cause.failed("InvalidSpec", "spec.x: bad"))
     assert conditions(s)["Ready"]["reason"] == "InvalidSpec"
     assert conditions(s)["Degraded"]["message"] == "spec.x: bad"
 
 
 def test_a_rollout_step_that_waits_is_named():
-    step = status.Failure("AwaitingPromotion", "step 0 of revision x at 10%: waiting")
-    s = compute([deployment(ready=1)], step=step)
+    step = Cause.waiting("AwaitingPromotion", "step 0 of revision x at 10%: waiting")
+    s = compute([deployment(ready=1)], cause=step)
     assert brief(s)["Ready"] == ("False", "AwaitingPromotion")
     assert brief(s)["Progressing"] == ("True", "AwaitingPromotion")
     assert brief(s)["Degraded"] == ("False", "AsExpected")
@@ -232,9 +236,12 @@ def test_last_transition_time_moves_only_when_status_flips():
     assert conditions(later)["Progressing"]["lastTransitionTime"] == T1  # True -> False
 
 
-def test_messages_are_bounded_single_lines():
-    assert status.short("a\n  b\tc") == "a b c"
-    assert len(status.short("x" * 1000)) == 300
+def test_a_deployment_without_spec_replicas_counts_as_one_replica():
+    bare = deployment(ready=0)
+    del bare["spec"]["replicas"]
+    s = compute([bare])
+    assert s["replicas"] == 1
+    assert s["revisions"][0]["replicas"] == 1
 
 
 def test_a_crash_loop_speaks_with_the_containers_own_termination_message():
@@ -253,11 +260,16 @@ def test_a_refused_write_is_ready_false_and_degraded_in_the_api_servers_words():
     )
     before = compute([deployment(ready=2)])
     before["rollout"] = {"stableRevision": REV, "phase": "Stable"}
-    observed = Observed(body={}, deployments=[deployment(ready=2)], services=[], hpas=[], pods=[])
+    meta = {"name": "mlp", "namespace": "ml", "uid": "u", "generation": 4}
+
+    def observed(previous: dict[str, Any]) -> Observed:
+        body = {"metadata": meta, "status": previous}
+        return Observed(body=body, deployments=[deployment(ready=2)], services=[], hpas=[], pods=[])
+
     refused = Refused(
         "HorizontalPodAutoscaler", "mlp", 422, 'spec.behavior: Unsupported value: "X"'
     )
-    after = refused_status(OWNER, spec, 4, REV, observed, before, refused)
+    after = refused_status(spec, REV, observed(before), refused)
     message = 'HorizontalPodAutoscaler mlp: spec.behavior: Unsupported value: "X"'
     for kind in ("Ready", "Degraded"):
         cond = conditions(after)[kind]
@@ -271,4 +283,4 @@ def test_a_refused_write_is_ready_false_and_degraded_in_the_api_servers_words():
     assert after["rollout"] == before["rollout"]
     assert [r["weight"] for r in after["revisions"]] == [100]
     # Computed again from the same world: the same status, so nothing is written.
-    assert refused_status(OWNER, spec, 4, REV, observed, after, refused) == after
+    assert refused_status(spec, REV, observed(after), refused) == after

@@ -1,0 +1,24 @@
+"""The operator's ClusterRole: every resource it writes or watches, with the verbs it uses."""
+
+from __future__ import annotations
+
+from torchship_operator import kube, rbac
+
+
+def test_rbac_rules_cover_what_the_operator_writes_and_watches():
+    granted = {
+        (group, resource, verb)
+        for rule in rbac.cluster_role()["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    for path in kube.PATHS.values():
+        # /apis/<group>/<version>/namespaces/{namespace}/<resource> or /api/v1/...
+        parts = path.strip("/").split("/")
+        group = parts[1] if parts[0] == "apis" else ""
+        for verb in ("list", "watch", "create", "patch", "delete"):
+            assert (group, parts[-1], verb) in granted, (group, parts[-1], verb)
+    assert ("torchship.dev", "modelservices/status", "patch") in granted
+    assert ("", "pods", "watch") in granted
+    assert ("kopf.dev", "clusterkopfpeerings", "create") in granted

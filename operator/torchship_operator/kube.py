@@ -264,6 +264,10 @@ class Kube:
             raise ApiException(status=response.status, reason=response.reason, body=data)
         return json.loads(data) if data else None
 
+    async def get(self, path: str, **query: Any) -> dict[str, Any] | None:
+        """A read (a list of nodes, say), outside the watch caches."""
+        return await self._call("GET", path, **query)
+
     async def apply(self, desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> Applied:
         """Server-side apply `desired` unless `live` already matches; says what it did."""
         desired = fingerprinted(desired)

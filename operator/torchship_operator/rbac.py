@@ -43,6 +43,8 @@ RULES: list[dict[str, Any]] = [
         "verbs": WATCH,
     },
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": WATCH},
+    # Nodes: read, to say what they offer a pod that waits for a GPU.
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
     {
         "apiGroups": ["kopf.dev"],
         "resources": ["clusterkopfpeerings", "kopfpeerings"],

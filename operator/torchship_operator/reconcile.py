@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import api, autoscaling, render, rollout, status
+from . import api, autoscaling, offers, phases, render, rollout, status
 from .kube import Applied, Kube, Refused
 from .settings import Settings
 
@@ -128,6 +128,7 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         await write_status(kube, owner, previous, new_status, outcome)
         return outcome
 
+    offer = await gpu_offer(observed.pods, desired, kube)
     failure = None
     if decision.state.phase == "Aborted":
         failure = status.Failure(
@@ -151,6 +152,7 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         rollout=decision.state.to_dict(),
         failure=failure,
         step=rollout_step(decision),
+        offer=offer,
     )
     await write_status(kube, owner, previous, new_status, outcome)
     outcome.requeue_after = decision.requeue_after
@@ -233,6 +235,17 @@ async def apply_children(
     await reconcile_hpa(owner, spec, observed, kube, outcome)
 
 
+async def gpu_offer(pods: Sequence[Mapping[str, Any]], revision: str, kube: Kube) -> str | None:
+    """What the nodes offer, read only while a pod of `revision` waits for a GPU."""
+    for pod in pods:
+        start = pod.get("start")
+        if pod["metadata"]["labels"].get(render.LABEL_REVISION) != revision or start is None:
+            continue
+        if phases.pod_start(start).phase == "WaitingForGPU":
+            return await offers.describe(kube, start["gpu"])
+    return None
+
+
 def rollout_step(decision: rollout.Decision) -> status.Failure | None:
     """What a rollout waits for, when it is more than its pods coming up."""
     hint = decision.progressing
@@ -302,9 +315,10 @@ async def write_status(
     # RevisionCreated and the rollout's events already (a thousand new ModelServices would
     # otherwise cost a thousand more writes).
     changed = old_ready is None or old_ready["reason"] != ready["reason"]
-    routine = ready["reason"] == "RolloutInProgress" or (
-        ready["reason"] == "Ready"
-        and (old_ready is None or old_ready["reason"] == "RolloutInProgress")
+    # Start phases are told by their own Events, with durations (starts.py).
+    coming_up = {"RolloutInProgress", *phases.START_REASONS} - {"WaitingForGPU"}
+    routine = ready["reason"] in coming_up or (
+        ready["reason"] == "Ready" and (old_ready is None or old_ready["reason"] in coming_up)
     )
     if changed and not routine:
         degraded = next(c for c in new["conditions"] if c["type"] == "Degraded")

@@ -174,6 +174,35 @@ def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
     return ours + [{k: v for k, v in e.items() if v != ""} for e in user]
 
 
+REMOTE_SCHEMES = ("http://", "https://", "s3://")
+
+
+def fetch_container(spec: api.ModelServiceSpec, container: dict[str, Any]) -> dict[str, Any] | None:
+    """The init container that downloads a remote model into the cache volume before the
+    runtime starts (`torchship-runtime fetch`, the runtime's own fetch code): the download is a
+    phase of its own in the pod's status, with its start and end times. Same image, env, mounts
+    and security as the runtime; no GPU (it only writes files)."""
+    if not spec.model.uri.startswith(REMOTE_SCHEMES):
+        return None
+    fetch = {
+        k: container[k]
+        for k in ("image", "env", "securityContext", "volumeMounts", "terminationMessagePath")
+        if k in container
+    }
+    # Its report (JSON: bytes, seconds) is its termination message, for the operator's Event.
+    fetch |= {"name": "fetch", "args": ["fetch"], "terminationMessagePolicy": "File"}
+    limits = {k: v for k, v in (container.get("resources") or {}).items()}
+    gpu = spec.gpu.resource_name if spec.gpu else None
+    trimmed = {
+        part: {k: v for k, v in values.items() if k != gpu}
+        for part, values in limits.items()
+        if any(k != gpu for k in values)
+    }
+    if trimmed:
+        fetch["resources"] = trimmed
+    return fetch
+
+
 def pvc_claim(uri: str) -> str | None:
     if not uri.startswith("pvc://"):
         return None
@@ -275,8 +304,9 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
         "image": image,
         "ports": ports,
         "env": runtime_env(name, spec),
-        # Model downloads can be slow: the startup probe allows 10 minutes before liveness.
-        "startupProbe": probe("/v2/health/ready", period=5, failures=120, tls=tls),
+        # Passes once the model is loaded (Loading -> WarmingUp); allows 10 minutes for a load
+        # and the warm-up's compile before liveness counts. The download is the fetch's.
+        "startupProbe": probe("/v2/health/started", period=2, failures=300, tls=tls),
         "readinessProbe": probe("/v2/health/ready", period=5, failures=2, tls=tls),
         "livenessProbe": probe("/v2/health/live", period=10, failures=3, tls=tls),
         "securityContext": {
@@ -292,6 +322,7 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
     }
     if res := resources(spec):
         container["resources"] = res
+    fetch = fetch_container(spec, container)
     return {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -304,6 +335,7 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
         },
         "terminationGracePeriodSeconds": spec.runtime.drain_seconds + SHUTDOWN_SLACK_SECONDS,
         **scheduling(spec),
+        **({"initContainers": [fetch]} if fetch else {}),
         "containers": [container],
         "volumes": volumes,
     }

@@ -11,18 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import render
+from . import offers, phases, render
 
 # Container waiting reasons that mean the revision will not come up without a change.
-FAILING_WAIT_REASONS = {
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "InvalidImageName",
-    "CrashLoopBackOff",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "RunContainerError",
-}
+FAILING_WAIT_REASONS = phases.FAILING_WAIT_REASONS
 
 
 @dataclass(frozen=True)
@@ -68,9 +60,26 @@ def deployment_failure(deployment: Mapping[str, Any]) -> Failure | None:
     return None
 
 
-def pod_failure(pods: Iterable[Mapping[str, Any]]) -> Failure | None:
+def start_failure(start: Mapping[str, Any], offer: str | None) -> Failure | None:
+    """A pod's start that will not finish without a change (see phases), as a Failure; a GPU
+    pod the scheduler cannot place is WaitingForGPU, with what the nodes offer."""
+    scheduled = start.get("scheduled") or {}
+    if not start.get("node") and scheduled.get("reason") == "Unschedulable":
+        if start.get("gpu"):
+            said = offer or offers.head(start["gpu"])
+            return Failure("WaitingForGPU", f"{said}; scheduler: {scheduled.get('message', '')}")
+        return Failure("Unschedulable", scheduled.get("message", ""))
+    found = phases.failure(start)
+    return Failure(found.reason, found.message) if found else None
+
+
+def pod_failure(pods: Iterable[Mapping[str, Any]], offer: str | None = None) -> Failure | None:
     """The first reason a pod of the revision is not coming up, in a stable order."""
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        if (start := pod.get("start")) is not None:
+            if found := start_failure(start, offer):
+                return found
+            continue
         status = pod.get("status", {})
         for cond in status.get("conditions", []):
             if cond["type"] == "PodScheduled" and cond.get("reason") == "Unschedulable":
@@ -123,9 +132,11 @@ def compute(
     failure: Failure | None = None,
     step: Failure | None = None,
     grpc_address: str | None = None,
+    offer: str | None = None,
 ) -> dict[str, Any]:
     """The whole status subresource. `failure` is a known cause (invalid spec, aborted rollout);
-    `step` what an unfinished rollout waits for (a canary pause, a promotion), when it says."""
+    `step` what an unfinished rollout waits for (a canary pause, a promotion), when it says;
+    `offer` what the nodes offer a pod waiting for a GPU (offers.describe)."""
     views = sorted((RevisionView.from_deployment(d) for d in deployments), key=lambda v: v.name)
     current = next((v for v in views if v.revision == desired_revision), None)
     ready_total = sum(v.ready for v in views)
@@ -137,6 +148,7 @@ def compute(
         and current.available >= total
         and others_gone
     )
+    starting = None  # the start phase of the desired revision's pods, while they come up
     if failure is None and current is not None and not done:
         revision_pods = [
             p
@@ -144,7 +156,8 @@ def compute(
             if p["metadata"].get("labels", {}).get(render.LABEL_REVISION) == desired_revision
         ]
         deployment = next(d for d in deployments if d["metadata"]["name"] == current.name)
-        failure = pod_failure(revision_pods) or deployment_failure(deployment)
+        failure = pod_failure(revision_pods, offer) or deployment_failure(deployment)
+        starting = phases.revision_start(p["start"] for p in revision_pods if "start" in p)
 
     old = {c["type"]: c for c in previous.get("conditions", []) or []}
     available_now = current.available if current else 0
@@ -158,6 +171,8 @@ def compute(
         ready = (True, "Ready", counts)
     elif step is not None:
         ready = (False, step.reason, step.message)
+    elif starting is not None:
+        ready = (False, starting.phase, f"{counts}; {phases.message(starting)}")
     else:
         ready = (False, "RolloutInProgress", counts)
     available_floor = max(1, total - max_unavailable)
@@ -176,6 +191,8 @@ def compute(
         progressing = (False, failure.reason, failure.message)
     elif step is not None:
         progressing = (True, step.reason, step.message)
+    elif starting is not None:
+        progressing = (True, starting.phase, f"{counts}; {phases.message(starting)}")
     else:
         progressing = (True, "RolloutInProgress", counts)
     degraded = (True, failure.reason, failure.message) if failure else (False, "AsExpected", "")

@@ -60,7 +60,9 @@ class Model(ABC):
         self.device = torch.device("cpu")
         self.max_batch_rows = settings.max_batch_size
         self.ready = False
+        self.loaded = False  # built and on its device; the warm-up has not finished
         self.load_seconds = 0.0
+        self.phase_seconds: dict[str, float] = {}
 
     def load(self) -> None:
         """Fetch, build and warm up the model; `ready` once it has answered a warm-up input."""
@@ -73,9 +75,15 @@ class Model(ABC):
             cache_dir=self.settings.model_cache_dir,
             pvc_root=self.settings.pvc_root,
         )
+        fetched = time.perf_counter()
         self.build(path)
+        self.loaded = True
+        built = time.perf_counter()
         self.warm_up()
-        self.load_seconds = time.perf_counter() - started
+        done = time.perf_counter()
+        self.phase_seconds = {"fetch": fetched - started, "load": built - fetched}
+        self.phase_seconds["warmup"] = done - built
+        self.load_seconds = done - started
         self.ready = True
         log.info(
             "model %s ready: %s on %s (%s) in %.2fs; inputs %s; outputs %s",

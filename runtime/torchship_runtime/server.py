@@ -78,6 +78,8 @@ class App:
             ok = self.plane.live()
         elif path == "/v2/health/ready":
             ok = self.plane.ready()
+        elif path == "/v2/health/started":  # the startup probe: loaded, warm-up may follow
+            ok = self.plane.model.loaded
         else:
             raise NotFound(f"no route for {scope['method']} {path}")
         await respond_empty(send, 200 if ok else 503, self.plane.draining)

@@ -138,6 +138,9 @@ Gateway API) and namespaces (to follow them as they come and go).
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list"]
 {{- end }}
 
 {{/*

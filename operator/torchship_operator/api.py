@@ -161,6 +161,17 @@ class Resources(ApiModel):
     """Limits, e.g. memory: 8Gi."""
 
 
+class CompileSpec(ApiModel):
+    """torch.compile the module while the pod warms up, before it is ready; Inductor's cache
+    directory is on the pod's cache volume, so a restarted container reuses the compiled
+    kernels. Needs a C++ compiler in the runtime image (see docs/cold-starts.md)."""
+
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
+        "default"
+    )
+    """torch.compile's mode."""
+
+
 class RuntimeSpec(ApiModel):
     """How the torch runtime serves the model. Changing it starts a new revision."""
 
@@ -185,6 +196,8 @@ class RuntimeSpec(ApiModel):
     runtime's."""
     drain_seconds: int = Field(default=10, ge=0, le=600)
     """After SIGTERM, keep serving this long while the Service drops the pod."""
+    compile: CompileSpec | None = None
+    """Compile the module during warm-up (off when absent)."""
 
     model_config = validations(
         rule(
@@ -374,6 +387,17 @@ class ModelServiceSpec(ApiModel):
             "self.runtime.device != 'cuda' || (has(self.gpu) && self.gpu.count > 0)",
             "runtime.device cuda needs gpu.count > 0",
             fieldPath=".runtime.device",
+        ),
+        rule(
+            "!has(self.runtime.compile) || self.model.format in ['state-dict', 'exported-program']",
+            "runtime.compile needs model.format state-dict or exported-program (an nn.Module "
+            "torch.compile can trace; a TorchScript file or a handler is not one)",
+            fieldPath=".runtime.compile",
+        ),
+        rule(
+            "!has(self.runtime.compile) || self.runtime.quantize == 'none'",
+            "runtime.compile and runtime.quantize dynamic-int8 do not go together: choose one",
+            fieldPath=".runtime.compile",
         ),
         rule(
             "self.runtime.quantize != 'dynamic-int8' || self.model.format == 'state-dict'",

@@ -36,6 +36,8 @@ SPEC_ANNOTATION = "torchship.dev/spec"
 MANAGED_BY = "torchship"
 # The spec fields that shape the pods: a change to any of them is a new revision.
 REVISION_FIELDS = frozenset({"model", "runtime", "gpu", "service", "tls", "auth"})
+# Optional revision fields added after the first release (see revision_hash).
+LATER_FIELDS = (("runtime", "compile"),)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,10 @@ def selector_string(name: str) -> str:
 def revision_hash(spec: api.ModelServiceSpec, image: str) -> str:
     """A short stable hash of everything that shapes the pods (not replicas or rollout)."""
     relevant = spec.model_dump(mode="json", by_alias=True, include=set(REVISION_FIELDS))
+    # A field added to the API hashes only when set: an upgrade leaves revisions as they are.
+    for section, name in LATER_FIELDS:
+        if relevant.get(section, {}).get(name, ...) is None:
+            del relevant[section][name]
     relevant["image"] = image
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
@@ -152,6 +158,11 @@ def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
     }
     if model.entrypoint:
         values["TORCHSHIP_MODEL_ENTRYPOINT"] = model.entrypoint
+    if runtime.compile:
+        values["TORCHSHIP_COMPILE_MODE"] = runtime.compile.mode
+        # Compiled kernels on the cache volume: a restarted container finds them there.
+        values["TORCHINDUCTOR_CACHE_DIR"] = f"{CACHE_DIR}/inductor"
+        values["TRITON_CACHE_DIR"] = f"{CACHE_DIR}/triton"
     for key, tensors in (("INPUTS", model.inputs), ("OUTPUTS", model.outputs)):
         if tensors:
             values[f"TORCHSHIP_MODEL_{key}"] = json.dumps(

@@ -166,6 +166,8 @@ class TorchModel(Model):
             # An exported program's module() holds its weights as parameters and buffers, so it
             # casts like any module; a graph that fixes a dtype of its own fails the warm-up.
             module = module.to(self.dtype)
+        if settings.compile_mode:
+            module = loading.compile_module(module, settings.compile_mode, fmt)
         self.module = module
         if not self.inputs:
             if not loaded.inputs:
@@ -183,8 +185,11 @@ class TorchModel(Model):
 
     def warm_up(self) -> None:
         """One row, then a full batch: lazy initialisation is paid before ready, and a model that
-        cannot run its own declared inputs fails here, with the reason, rather than later."""
-        for rows in sorted({1, self.max_batch_rows}):
+        cannot run its own declared inputs fails here, with the reason, rather than later.
+        Compiled, two rows as well: the second shape makes torch.compile's batch dimension
+        dynamic, so no request size compiles again after ready."""
+        sizes = {1, self.max_batch_rows} | ({2} if self.settings.compile_mode else set())
+        for rows in sorted(s for s in sizes if s <= self.max_batch_rows):
             batch = self.warm_up_inputs(rows)
             try:
                 outputs = self.predict(batch)

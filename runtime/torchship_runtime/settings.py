@@ -44,6 +44,9 @@ class RuntimeSettings(BaseSettings):
     max_delay_ms: float = Field(
         5.0, ge=0, description="longest wait for a batch to fill, from its first request"
     )
+    compile_mode: Literal[
+        "", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
+    ] = Field("", description="torch.compile the module in this mode during warm-up ('': off)")
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
     grpc_port: int = Field(

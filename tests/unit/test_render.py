@@ -436,3 +436,11 @@ def test_empty_env_values_are_left_out_as_the_server_stores_them():
     assert {"name": "TORCHSHIP_MODEL_VERSION"} in entries  # no model.version
     assert {"name": "EMPTY"} in entries
     assert all(e.get("value") != "" for e in entries)
+
+
+def test_compile_sets_the_mode_and_keeps_the_kernels_on_the_cache_volume():
+    compiled = env(spec(runtime={"compile": {"mode": "max-autotune"}}))
+    assert compiled["TORCHSHIP_COMPILE_MODE"] == "max-autotune"
+    assert compiled["TORCHINDUCTOR_CACHE_DIR"] == f"{render.CACHE_DIR}/inductor"
+    assert compiled["TRITON_CACHE_DIR"] == f"{render.CACHE_DIR}/triton"
+    assert "TORCHSHIP_COMPILE_MODE" not in env(spec())  # off by default

@@ -67,6 +67,23 @@ class TensorSpec(ApiModel):
     """Dimensions; -1 for a variable one (the batch)."""
 
 
+class ModelCache(ApiModel):
+    """Download the model once for every pod of this ModelService: a PersistentVolumeClaim,
+    filled by a Job that runs the runtime's own fetch, mounted read-only by every pod. The next
+    replica and the next revision of the same source start without downloading. One claim per
+    source (uri and version): a changed source fills a new one; one that no revision uses any
+    more is deleted, and all go with the ModelService (owner references)."""
+
+    size: str = Field(pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$", max_length=32)
+    """Storage to request: the model and some room, e.g. 20Gi."""
+    storage_class_name: str | None = Field(default=None, max_length=253)
+    """StorageClass of the claim (default: the cluster's default class)."""
+    access_mode: Literal["ReadWriteMany", "ReadWriteOnce"] = "ReadWriteMany"
+    """ReadWriteMany: pods on any node mount it. ReadWriteOnce, where the storage offers
+    nothing else: the fill Job and every pod share one node's attachment (see
+    docs/cold-starts.md)."""
+
+
 class ModelSource(ApiModel):
     """What to serve. Changing any of it starts a new revision."""
 
@@ -86,8 +103,18 @@ class ModelSource(ApiModel):
     """Input tensors, for model metadata and request checks."""
     outputs: list[TensorSpec] | None = Field(default=None, max_length=32)
     """Output tensors, for model metadata and response names."""
+    cache: ModelCache | None = None
+    """A volume the model is downloaded into once, shared by the pods (http(s):// and s3://
+    sources; off when absent: each pod downloads into its own)."""
 
     model_config = validations(
+        rule(
+            "!has(self.cache) || self.uri.startsWith('http://') || self.uri.startsWith('https://')"
+            " || self.uri.startsWith('s3://')",
+            "model.cache holds downloads: it takes an http://, https:// or s3:// model.uri (a "
+            "path or a pvc:// claim is read in place)",
+            fieldPath=".cache",
+        ),
         rule(
             " || ".join(f"self.uri.startsWith('{s}')" for s in URI_SCHEMES)
             + " || self.uri.startsWith('/')",

@@ -32,6 +32,9 @@ RULES: list[dict[str, Any]] = [
         "resources": ["horizontalpodautoscalers"],
         "verbs": [*WATCH, *WRITE],
     },
+    # The model cache: its claim and the Job that fills it (read on demand, not watched).
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": [*WATCH, *WRITE]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": [*WATCH, *WRITE]},
     # Pods: read-only, for the reasons in status (scheduling, image pulls, crashes).
     {"apiGroups": [""], "resources": ["pods"], "verbs": WATCH},
     # Events for `kubectl describe`.

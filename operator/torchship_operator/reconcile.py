@@ -14,12 +14,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import api, autoscaling, offers, phases, render, rollout, status
+from . import api, autoscaling, cache, offers, phases, render, rollout, status
 from .kube import Applied, Kube, Refused
 from .settings import Settings
 
 log = logging.getLogger("torchship.reconcile")
 
+# How often a model cache's fill Job is read while it runs.
+CACHE_POLL_SECONDS = 5.0
 # Rollout phases that wait on time or on a person rather than on pods.
 WAITING_REASONS = {"CanaryPaused", "AwaitingPromotion"}
 
@@ -119,6 +121,7 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
     )
 
     try:
+        filling = await reconcile_cache(owner, spec, image, decision, observed, kube, outcome)
         await apply_children(owner, spec, image, desired, decision, observed, kube, outcome)
     except Refused as refused:
         # The status says what the API server refused, in its words; the work queue backs
@@ -134,6 +137,8 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         failure = status.Failure(
             decision.state.reason or "RolloutAborted", decision.state.message or ""
         )
+    elif isinstance(filling, status.Failure):
+        failure, filling = filling, None
     new_status = status.compute(
         owner=owner,
         url=render.service_url(owner, spec),
@@ -156,6 +161,8 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
     )
     await write_status(kube, owner, previous, new_status, outcome)
     outcome.requeue_after = decision.requeue_after
+    if filling is not None:  # the fill Job is watched by asking, while it runs
+        outcome.requeue_after = min(outcome.requeue_after or CACHE_POLL_SECONDS, CACHE_POLL_SECONDS)
     return outcome
 
 
@@ -244,6 +251,63 @@ async def gpu_offer(pods: Sequence[Mapping[str, Any]], revision: str, kube: Kube
         if phases.pod_start(start).phase == "WaitingForGPU":
             return await offers.describe(kube, start["gpu"])
     return None
+
+
+async def reconcile_cache(
+    owner: render.Owner,
+    spec: api.ModelServiceSpec,
+    image: str,
+    decision: rollout.Decision,
+    observed: Observed,
+    kube: Kube,
+    outcome: Outcome,
+) -> status.Failure | bool | None:
+    """The model cache: its claim and fill Job when asked for, and the deletion of caches no
+    revision mounts any more. Says True while the fill runs, a Failure when it failed, None
+    otherwise. Read on demand (a GET or two), and only for ModelServices that have caches."""
+    remaining = [
+        d
+        for d in observed.deployments
+        if d["metadata"]["labels"].get(render.LABEL_REVISION) not in decision.prune
+    ]
+    wanted = cache.cache_name(owner.name, spec) if spec.model.cache else None
+    if wanted is None and not cache.claims_in_use(observed.deployments):
+        return None
+    result: status.Failure | bool | None = None
+    if wanted is not None:
+        claim = cache.render_claim(owner, spec)
+        live = await kube.read("v1", "PersistentVolumeClaim", owner.namespace, wanted)
+        note_apply(outcome, "PersistentVolumeClaim", wanted, await kube.apply(claim, live))
+        job = await kube.read("batch/v1", "Job", owner.namespace, wanted)
+        if job is None:  # created once; a Job's template cannot change, nor needs to
+            await kube.apply(cache.render_job(owner, spec, image), None)
+            outcome.writes.append(f"job/{wanted}")
+            outcome.emit(
+                "Normal",
+                "CacheFilling",
+                f"filling model cache {wanted} ({spec.model.cache.size}) from {spec.model.uri}",
+            )
+        state = cache.job_state(job)
+        if state == "Filling":
+            result = True
+        elif state == "Failed":
+            pods = await kube.get(
+                f"/api/v1/namespaces/{owner.namespace}/pods",
+                labelSelector=f"{cache.LABEL_CACHE}={wanted}",
+            )
+            message = cache.job_failure(job, (pods or {}).get("items", []))
+            result = status.Failure("CacheFillFailed", status.short(message, 600))
+    listed = await kube.get(
+        f"/api/v1/namespaces/{owner.namespace}/persistentvolumeclaims",
+        labelSelector=f"{render.LABEL_MS}={owner.name},{cache.LABEL_CACHE}",
+    )
+    names = [c["metadata"]["name"] for c in (listed or {}).get("items", [])]
+    for name in cache.unused(names, remaining, wanted):
+        await kube.delete("batch/v1", "Job", owner.namespace, name)
+        await kube.delete("v1", "PersistentVolumeClaim", owner.namespace, name)
+        outcome.writes.append(f"delete/cache/{name}")
+        outcome.emit("Normal", "CacheDeleted", f"deleted model cache {name}: no revision uses it")
+    return result
 
 
 def rollout_step(decision: rollout.Decision) -> status.Failure | None:

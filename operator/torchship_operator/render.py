@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import api
+from . import api, cache
 
 RUNTIME_PORT = 8080
 RUNTIME_GRPC_PORT = 8081
@@ -37,7 +37,7 @@ MANAGED_BY = "torchship"
 # The spec fields that shape the pods: a change to any of them is a new revision.
 REVISION_FIELDS = frozenset({"model", "runtime", "gpu", "service", "tls", "auth"})
 # Optional revision fields added after the first release (see revision_hash).
-LATER_FIELDS = (("runtime", "compile"),)
+LATER_FIELDS = (("runtime", "compile"), ("model", "cache"))
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,8 @@ def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
     }
     if model.entrypoint:
         values["TORCHSHIP_MODEL_ENTRYPOINT"] = model.entrypoint
+    if model.cache:
+        values |= cache.pod_env(spec)
     if runtime.compile:
         values["TORCHSHIP_COMPILE_MODE"] = runtime.compile.mode
         # Compiled kernels on the cache volume: a restarted container finds them there.
@@ -280,6 +282,10 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
         volumes.append(
             {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
+    if spec.model.cache:
+        volume, mount = cache.pod_volume(name, spec)
+        volumes.append(volume)
+        mounts.append(mount)
     if spec.tls:
         # A whole-Secret volume (no subPath): the kubelet swaps in a renewed certificate.
         mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})

@@ -18,6 +18,7 @@ from .settings import RuntimeSettings
 from .sources import cache_path, fetch
 
 log = logging.getLogger("torchship.runtime")
+POLL_SECONDS = 0.5
 
 
 def size_of(path: Path) -> int:
@@ -26,14 +27,27 @@ def size_of(path: Path) -> int:
     return path.stat().st_size
 
 
+def wait_for(path: Path, seconds: float) -> None:
+    """Until `path` exists: a shared cache's fill Job moves the finished file into place."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"the model cache has no {path.name} after {seconds:g} s: is its fill Job done?"
+            )
+        time.sleep(POLL_SECONDS)
+
+
 def run(settings: RuntimeSettings) -> dict[str, Any]:
     """Fetch the settings' model; the report of what it took."""
     uri = settings.model_uri
     started = time.perf_counter()
-    cached = (
-        uri.startswith(("http://", "https://", "s3://"))
-        and cache_path(settings.model_cache_dir, uri).exists()
-    )
+    remote = uri.startswith(("http://", "https://", "s3://"))
+    cached = remote and cache_path(settings.model_cache_dir, uri).exists()
+    if remote and settings.fetch_wait_seconds and not cached:
+        log.info("waiting for the model cache to hold %s", uri)
+        wait_for(cache_path(settings.model_cache_dir, uri), settings.fetch_wait_seconds)
+        cached = True  # filled by another: nothing downloaded here
     path = fetch(uri, cache_dir=settings.model_cache_dir, pvc_root=settings.pvc_root)
     report = {
         "bytes": size_of(path),

@@ -58,6 +58,12 @@ class RuntimeSettings(BaseSettings):
         10.0, gt=0, description="how often the certificate files are checked for a rotation"
     )
     model_cache_dir: str = Field("/var/cache/torchship", description="where downloads are kept")
+    fetch_wait_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="`fetch` only: another fills the cache directory (a shared model cache); "
+        "wait this long for the model to appear there, never download (0: download)",
+    )
     pvc_root: str = Field("/mnt/models", description="pvc://claim/path -> {pvc_root}/claim/path")
     drain_seconds: float = Field(
         10.0, ge=0, description="after SIGTERM: not ready, still serving, for this long"

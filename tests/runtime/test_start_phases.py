@@ -55,6 +55,36 @@ def test_fetch_downloads_once_into_the_cache_and_reports_it(tmp_path: Path):
     assert message.startswith(f"the model could not be fetched from {base}/nope.pt: HTTPError")
 
 
+def test_fetch_from_a_shared_cache_waits_for_it_and_never_downloads(tmp_path: Path):
+    import threading
+
+    from torchship_runtime.sources import cache_path
+
+    uri = "http://127.0.0.1:9/m.pt"  # nothing listens: a download would fail
+    env = torchscript_env(tmp_path / "m.pt") | {
+        "TORCHSHIP_MODEL_URI": uri,
+        "TORCHSHIP_FETCH_WAIT_SECONDS": "60",
+    }
+    target = cache_path(str(tmp_path / "cache"), uri)
+    target.parent.mkdir(parents=True)
+
+    def fill() -> None:  # the fill Job, elsewhere
+        time.sleep(1.5)
+        (target.parent / ".partial").write_bytes(b"w" * 1000)
+        (target.parent / ".partial").rename(target)
+
+    threading.Thread(target=fill).start()
+    started = time.monotonic()
+    code, message = fetch(env, tmp_path)
+    assert code == 0, message
+    assert time.monotonic() - started >= 1.5
+    assert json.loads(message)["cached"] is True and json.loads(message)["bytes"] == 1000
+
+    (tmp_path / "empty").mkdir()
+    code, message = fetch(env | {"TORCHSHIP_FETCH_WAIT_SECONDS": "0.5"}, tmp_path / "empty")
+    assert code == 1 and "is its fill Job done?" in message
+
+
 SLOW_WARMUP = textwrap.dedent(
     """
     import time

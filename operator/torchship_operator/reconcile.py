@@ -22,6 +22,8 @@ log = logging.getLogger("torchship.reconcile")
 
 # How often a model cache's fill Job is read while it runs.
 CACHE_POLL_SECONDS = 5.0
+# ... and after it failed, for a person deleting it to start a new one.
+CACHE_FAILED_POLL_SECONDS = 30.0
 # Rollout phases that wait on time or on a person rather than on pods.
 WAITING_REASONS = {"CanaryPaused", "AwaitingPromotion"}
 
@@ -138,7 +140,7 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
             decision.state.reason or "RolloutAborted", decision.state.message or ""
         )
     elif isinstance(filling, status.Failure):
-        failure, filling = filling, None
+        failure = filling
     new_status = status.compute(
         owner=owner,
         url=render.service_url(owner, spec),
@@ -161,8 +163,9 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
     )
     await write_status(kube, owner, previous, new_status, outcome)
     outcome.requeue_after = decision.requeue_after
-    if filling is not None:  # the fill Job is watched by asking, while it runs
-        outcome.requeue_after = min(outcome.requeue_after or CACHE_POLL_SECONDS, CACHE_POLL_SECONDS)
+    if filling is not None:  # the fill Job is not watched: asked again while it runs or failed
+        poll = CACHE_POLL_SECONDS if filling is True else CACHE_FAILED_POLL_SECONDS
+        outcome.requeue_after = min(outcome.requeue_after or poll, poll)
     return outcome
 
 

@@ -84,3 +84,29 @@ def test_scaling_from_one_to_three_downloads_the_model_once(
         re.search(r"model fetched in [\d.]+ s, [\d.]+ kB \(already in the cache\)$", m)
         for m in fetched
     ), fetched
+
+
+def test_a_failed_fill_reports_the_jobs_reason_and_the_fetchs_words(
+    real_plane, restricted_namespace, tmp_path
+):
+    ns, name = restricted_namespace, "nofill"
+    www = tmp_path / "www"
+    www.mkdir()
+    cache_volume(real_plane, f"{ns}-cache")
+    try:
+        with model_server(real_plane.node.slot.host_ip, www, []) as base:
+            manifest = json.loads(model_service(name, f"{base}/missing.pt"))
+            manifest["spec"]["model"]["cache"] = {"size": "1Gi", "storageClassName": CLASS}
+            real_plane.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
+
+            def failed():
+                cond = condition(get_json(real_plane, "msvc", name, "-n", ns), "Degraded")
+                return cond if cond.get("reason") == "CacheFillFailed" else None
+
+            cond = wait_for(failed, timeout=300, interval=1)  # three tries, with back-off
+    finally:
+        real_plane.kubectl("delete", "pv", f"{ns}-cache", "--wait=false", check=False)
+    assert cond["status"] == "True"
+    assert "(BackoffLimitExceeded" in cond["message"], cond
+    assert "the model could not be fetched from" in cond["message"]
+    assert "HTTP Error 404" in cond["message"], cond

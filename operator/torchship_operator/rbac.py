@@ -33,8 +33,8 @@ RULES: list[dict[str, Any]] = [
         "verbs": [*WATCH, *WRITE],
     },
     # The model cache: its claim and the Job that fills it (read on demand, not watched).
-    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": [*WATCH, *WRITE]},
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": [*WATCH, *WRITE]},
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", *WRITE]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", *WRITE]},
     # Pods: read-only, for the reasons in status (scheduling, image pulls, crashes).
     {"apiGroups": [""], "resources": ["pods"], "verbs": WATCH},
     # Events for `kubectl describe`.

@@ -67,6 +67,23 @@ class TensorSpec(ApiModel):
     """Dimensions; -1 for a variable one (the batch)."""
 
 
+class ModelCache(ApiModel):
+    """Download the model once for every pod of this ModelService: a PersistentVolumeClaim,
+    filled by a Job that runs the runtime's own fetch, mounted read-only by every pod. The next
+    replica and the next revision of the same source start without downloading. One claim per
+    source (uri and version): a changed source fills a new one; one that no revision uses any
+    more is deleted, and all go with the ModelService (owner references)."""
+
+    size: str = Field(pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$", max_length=32)
+    """Storage to request: the model and some room, e.g. 20Gi."""
+    storage_class_name: str | None = Field(default=None, max_length=253)
+    """StorageClass of the claim (default: the cluster's default class)."""
+    access_mode: Literal["ReadWriteMany", "ReadWriteOnce"] = "ReadWriteMany"
+    """ReadWriteMany: pods on any node mount it. ReadWriteOnce, where the storage offers
+    nothing else: the fill Job and every pod share one node's attachment (see
+    docs/cold-starts.md)."""
+
+
 class ModelSource(ApiModel):
     """What to serve. Changing any of it starts a new revision."""
 
@@ -86,8 +103,18 @@ class ModelSource(ApiModel):
     """Input tensors, for model metadata and request checks."""
     outputs: list[TensorSpec] | None = Field(default=None, max_length=32)
     """Output tensors, for model metadata and response names."""
+    cache: ModelCache | None = None
+    """A volume the model is downloaded into once, shared by the pods (http(s):// and s3://
+    sources; off when absent: each pod downloads into its own)."""
 
     model_config = validations(
+        rule(
+            "!has(self.cache) || self.uri.startsWith('http://') || self.uri.startsWith('https://')"
+            " || self.uri.startsWith('s3://')",
+            "model.cache holds downloads: it takes an http://, https:// or s3:// model.uri (a "
+            "path or a pvc:// claim is read in place)",
+            fieldPath=".cache",
+        ),
         rule(
             " || ".join(f"self.uri.startsWith('{s}')" for s in URI_SCHEMES)
             + " || self.uri.startsWith('/')",
@@ -161,6 +188,17 @@ class Resources(ApiModel):
     """Limits, e.g. memory: 8Gi."""
 
 
+class CompileSpec(ApiModel):
+    """torch.compile the module while the pod warms up, before it is ready; Inductor's cache
+    directory is on the pod's cache volume, so a restarted container reuses the compiled
+    kernels. Needs a C++ compiler in the runtime image (see docs/cold-starts.md)."""
+
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
+        "default"
+    )
+    """torch.compile's mode."""
+
+
 class RuntimeSpec(ApiModel):
     """How the torch runtime serves the model. Changing it starts a new revision."""
 
@@ -185,6 +223,8 @@ class RuntimeSpec(ApiModel):
     runtime's."""
     drain_seconds: int = Field(default=10, ge=0, le=600)
     """After SIGTERM, keep serving this long while the Service drops the pod."""
+    compile: CompileSpec | None = None
+    """Compile the module during warm-up (off when absent)."""
 
     model_config = validations(
         rule(
@@ -374,6 +414,17 @@ class ModelServiceSpec(ApiModel):
             "self.runtime.device != 'cuda' || (has(self.gpu) && self.gpu.count > 0)",
             "runtime.device cuda needs gpu.count > 0",
             fieldPath=".runtime.device",
+        ),
+        rule(
+            "!has(self.runtime.compile) || self.model.format in ['state-dict', 'exported-program']",
+            "runtime.compile needs model.format state-dict or exported-program (an nn.Module "
+            "torch.compile can trace; a TorchScript file or a handler is not one)",
+            fieldPath=".runtime.compile",
+        ),
+        rule(
+            "!has(self.runtime.compile) || self.runtime.quantize == 'none'",
+            "runtime.compile and runtime.quantize dynamic-int8 do not go together: choose one",
+            fieldPath=".runtime.compile",
         ),
         rule(
             "self.runtime.quantize != 'dynamic-int8' || self.model.format == 'state-dict'",

@@ -44,10 +44,11 @@ NAME_RULES = [
 
 PRINTER_COLUMNS = [
     _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+    # The Ready reason: the start phase (Downloading, Loading, ...) while pods come up.
+    _column("Phase", "string", '.status.conditions[?(@.type=="Ready")].reason'),
     _column("Version", "string", ".spec.model.version"),
     _column("Replicas", "integer", ".status.readyReplicas"),
     _column("URL", "string", ".status.url"),
-    _column("Reason", "string", '.status.conditions[?(@.type=="Ready")].reason', priority=1),
     _column("Age", "date", ".metadata.creationTimestamp"),
 ]
 

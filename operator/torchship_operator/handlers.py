@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from . import api, render
+from . import api, phases, render, starts
 from .kube import Kube, make_api_client
 from .metrics import MODELSERVICES, QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from .reconcile import Event, Observed, now_iso, reconcile
@@ -41,6 +41,7 @@ class Controller:
         self.indexes: dict[str, kopf.Index] = {}
         self.readiness: dict[Hashable, bool] = {}
         self.workers: list[asyncio.Task] = []
+        self.starts = starts.StartEvents()
 
     def observe(self, key: tuple[str, str]) -> Observed | None:
         bodies = list(self.indexes["modelservice_index"].get(key, []))
@@ -97,7 +98,9 @@ def last_words(container_status: Mapping[str, Any]) -> str:
 
 
 @kopf.index("v1", "pods", labels=CHILD)
-async def pod_index(namespace: str, name: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
+async def pod_index(
+    namespace: str, name: str, labels: Mapping, spec: Mapping, status: Mapping, **_: Any
+) -> dict:
     # Only what status reasons need: a pod cache stays small at a thousand ModelServices.
     slim_status = {
         "conditions": [c for c in status.get("conditions", []) if c.get("type") == "PodScheduled"],
@@ -116,6 +119,8 @@ async def pod_index(namespace: str, name: str, labels: Mapping, status: Mapping,
         (namespace, labels[render.LABEL_MS]): {
             "metadata": {"name": name, "labels": dict(labels)},
             "status": slim_status,
+            # The start phase's signals (container states and times), for phases.py.
+            "start": phases.facts(spec, status),
         }
     }
 
@@ -234,6 +239,7 @@ async def reconcile_key(key: tuple[str, str]) -> None:
     observed = controller.observe(key)
     if observed is None:  # deleted: its children go with it (owner references)
         queue.forget(key)
+        controller.starts.forget(key)
         controller.readiness.pop(key, None)
         update_readiness_gauge()
         return
@@ -249,6 +255,8 @@ async def reconcile_key(key: tuple[str, str]) -> None:
         return
     finally:
         RECONCILE_SECONDS.observe(time.perf_counter() - started)
+    finished = controller.starts.observe(key, observed.pods, time.time())
+    outcome.events += [Event("Normal", e.reason, e.message) for e in finished]
     await post_events(observed.body, outcome.events)
     controller.readiness[key] = outcome.ready
     update_readiness_gauge()

@@ -35,6 +35,8 @@ PATHS = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): (
         "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
     ),
+    ("v1", "PersistentVolumeClaim"): "/api/v1/namespaces/{namespace}/persistentvolumeclaims",
+    ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{namespace}/jobs",
 }
 MS_PATH = f"/apis/{api.API_VERSION}/namespaces/{{namespace}}/{api.PLURAL}/{{name}}"
 
@@ -263,6 +265,21 @@ class Kube:
         if not 200 <= response.status < 300:
             raise ApiException(status=response.status, reason=response.reason, body=data)
         return json.loads(data) if data else None
+
+    async def get(self, path: str, **query: Any) -> dict[str, Any] | None:
+        """A read (a list of nodes, say), outside the watch caches."""
+        return await self._call("GET", path, **query)
+
+    async def read(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
+        """One object, None when there is none."""
+        try:
+            return await self.get(
+                f"{PATHS[(api_version, kind)].format(namespace=namespace)}/{name}"
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
 
     async def apply(self, desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> Applied:
         """Server-side apply `desired` unless `live` already matches; says what it did."""

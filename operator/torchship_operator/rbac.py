@@ -32,6 +32,9 @@ RULES: list[dict[str, Any]] = [
         "resources": ["horizontalpodautoscalers"],
         "verbs": [*WATCH, *WRITE],
     },
+    # The model cache: its claim and the Job that fills it (read on demand, not watched).
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", *WRITE]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", *WRITE]},
     # Pods: read-only, for the reasons in status (scheduling, image pulls, crashes).
     {"apiGroups": [""], "resources": ["pods"], "verbs": WATCH},
     # Events for `kubectl describe`.
@@ -43,6 +46,8 @@ RULES: list[dict[str, Any]] = [
         "verbs": WATCH,
     },
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": WATCH},
+    # Nodes: read, to say what they offer a pod that waits for a GPU.
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
     {
         "apiGroups": ["kopf.dev"],
         "resources": ["clusterkopfpeerings", "kopfpeerings"],

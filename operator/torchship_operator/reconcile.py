@@ -14,12 +14,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import api, autoscaling, render, rollout, status
+from . import api, autoscaling, cache, offers, phases, render, rollout, status
 from .kube import Applied, Kube, Refused
 from .settings import Settings
 from .vocabulary import Cause, Event, EventType, one_line, revision_of
 
 log = logging.getLogger("torchship.reconcile")
+
+# How often a model cache's fill Job is read while it runs.
+CACHE_POLL_SECONDS = 5.0
+# ... and after it failed, for a person deleting it to start a new one.
+CACHE_FAILED_POLL_SECONDS = 30.0
 
 
 @dataclass
@@ -94,6 +99,7 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
     )
 
     try:
+        filling = await reconcile_cache(owner, spec, image, decision, observed, kube, outcome)
         await apply_children(owner, spec, image, desired, decision, observed, kube, outcome)
     except Refused as refused:
         # The status says what the API server refused, in its words; the work queue backs
@@ -103,18 +109,26 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         await write_status(kube, owner, previous, new_status, outcome)
         return outcome
 
-    given_up = decision.cause is not None and decision.cause.kind == "failed"
+    offer = await gpu_offer(observed.pods, desired, kube)
+    cause = decision.cause
+    if (cause is None or cause.kind != "failed") and isinstance(filling, Cause):
+        cause = filling
+    given_up = cause is not None and cause.kind == "failed"
     # After an abort the status reports on the revision that serves again.
     reported = (decision.state.stable_revision or desired) if given_up else desired
     new_status = report(
         observed,
         wanted(owner, spec, reported),
-        decision.cause,
+        cause,
         decision.weights,
         decision.state.to_dict(),
+        offer,
     )
     await write_status(kube, owner, previous, new_status, outcome)
     outcome.requeue_after = decision.requeue_after
+    if filling is not None:  # the fill Job is not watched: asked again while it runs or failed
+        poll = CACHE_POLL_SECONDS if filling is True else CACHE_FAILED_POLL_SECONDS
+        outcome.requeue_after = min(outcome.requeue_after or poll, poll)
     return outcome
 
 
@@ -139,6 +153,7 @@ def report(
     cause: Cause | None,
     weights: Mapping[str, int] | None = None,
     rollout_state: Mapping[str, Any] | None = None,
+    offer: str | None = None,
 ) -> dict[str, Any]:
     """The status of the observed ModelService: what its spec wants, its children, and the
     cause (the rollout's, or a failure found before it) of anything not there yet."""
@@ -146,7 +161,7 @@ def report(
     return status.compute(
         owner=owner_of(body),
         wanted=wanted,
-        children=status.Children(observed.deployments, observed.pods),
+        children=status.Children(observed.deployments, observed.pods, offer),
         generation=body["metadata"].get("generation", 0),
         previous=body.get("status") or {},
         now=now_iso(),
@@ -213,6 +228,70 @@ async def apply_children(
     await reconcile_hpa(owner, spec, observed, kube, outcome)
 
 
+async def gpu_offer(pods: Sequence[Mapping[str, Any]], revision: str, kube: Kube) -> str | None:
+    """What the nodes offer, read only while a pod of `revision` waits for a GPU."""
+    for pod in pods:
+        start = pod.get("start")
+        if revision_of(pod) != revision or start is None:
+            continue
+        if phases.pod_start(start).phase == "WaitingForGPU":
+            return await offers.describe(kube, start["gpu"])
+    return None
+
+
+async def reconcile_cache(
+    owner: render.Owner,
+    spec: api.ModelServiceSpec,
+    image: str,
+    decision: rollout.Decision,
+    observed: Observed,
+    kube: Kube,
+    outcome: Outcome,
+) -> Cause | bool | None:
+    """The model cache: its claim and fill Job when asked for, and the deletion of caches no
+    revision mounts any more. Says True while the fill runs, the failed Cause when it failed, None
+    otherwise. Read on demand (a GET or two), and only for ModelServices that have caches."""
+    remaining = [d for d in observed.deployments if revision_of(d) not in decision.prune]
+    wanted = cache.cache_name(owner.name, spec) if spec.model.cache else None
+    if wanted is None and not cache.claims_in_use(observed.deployments):
+        return None
+    result: Cause | bool | None = None
+    if wanted is not None:
+        claim = cache.render_claim(owner, spec)
+        live = await kube.read("v1", "PersistentVolumeClaim", owner.namespace, wanted)
+        note_apply(outcome, "PersistentVolumeClaim", wanted, await kube.apply(claim, live))
+        job = await kube.read("batch/v1", "Job", owner.namespace, wanted)
+        if job is None:  # created once; a Job's template cannot change, nor needs to
+            await kube.apply(cache.render_job(owner, spec, image), None)
+            outcome.writes.append(f"job/{wanted}")
+            outcome.emit(
+                "Normal",
+                "CacheFilling",
+                f"filling model cache {wanted} ({spec.model.cache.size}) from {spec.model.uri}",
+            )
+        state = cache.job_state(job)
+        if state == "Filling":
+            result = True
+        elif state == "Failed":
+            pods = await kube.get(
+                f"/api/v1/namespaces/{owner.namespace}/pods",
+                labelSelector=f"{cache.LABEL_CACHE}={wanted}",
+            )
+            message = cache.job_failure(job, (pods or {}).get("items", []))
+            result = Cause.failed("CacheFillFailed", one_line(message, 600))
+    listed = await kube.get(
+        f"/api/v1/namespaces/{owner.namespace}/persistentvolumeclaims",
+        labelSelector=f"{render.LABEL_MS}={owner.name},{cache.LABEL_CACHE}",
+    )
+    names = [c["metadata"]["name"] for c in (listed or {}).get("items", [])]
+    for name in cache.unused(names, remaining, wanted):
+        await kube.delete("batch/v1", "Job", owner.namespace, name)
+        await kube.delete("v1", "PersistentVolumeClaim", owner.namespace, name)
+        outcome.writes.append(f"delete/cache/{name}")
+        outcome.emit("Normal", "CacheDeleted", f"deleted model cache {name}: no revision uses it")
+    return result
+
+
 def note_apply(outcome: Outcome, kind: str, name: str, applied: Applied) -> None:
     if not applied:
         return
@@ -274,9 +353,10 @@ async def write_status(
     # RevisionCreated and the rollout's events already (a thousand new ModelServices would
     # otherwise cost a thousand more writes).
     changed = old_ready is None or old_ready["reason"] != ready["reason"]
-    routine = ready["reason"] == "RolloutInProgress" or (
-        ready["reason"] == "Ready"
-        and (old_ready is None or old_ready["reason"] == "RolloutInProgress")
+    # Start phases are told by their own Events, with durations (starts.py).
+    coming_up = {"RolloutInProgress", *phases.START_REASONS} - {"WaitingForGPU"}
+    routine = ready["reason"] in coming_up or (
+        ready["reason"] == "Ready" and (old_ready is None or old_ready["reason"] in coming_up)
     )
     if changed and not routine:
         degraded = next(c for c in new["conditions"] if c["type"] == "Degraded")

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import api
+from . import api, cache
 from .vocabulary import LABEL_MANAGED_BY, LABEL_MS, LABEL_REVISION, LABEL_VERSION, MANAGED_BY
 
 RUNTIME_PORT = 8080
@@ -34,6 +34,8 @@ SHUTDOWN_SLACK_SECONDS = 20
 SPEC_ANNOTATION = "torchship.dev/spec"
 # The spec fields that shape the pods: a change to any of them is a new revision.
 REVISION_FIELDS = frozenset({"model", "runtime", "gpu", "service", "tls", "auth"})
+# Optional revision fields added after the first release (see revision_hash).
+LATER_FIELDS = (("runtime", "compile"), ("model", "cache"))
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,10 @@ def selector_string(name: str) -> str:
 def revision_hash(spec: api.ModelServiceSpec, image: str) -> str:
     """A short stable hash of everything that shapes the pods (not replicas or rollout)."""
     relevant = spec.model_dump(mode="json", by_alias=True, include=set(REVISION_FIELDS))
+    # A field added to the API hashes only when set: an upgrade leaves revisions as they are.
+    for section, name in LATER_FIELDS:
+        if relevant.get(section, {}).get(name, ...) is None:
+            del relevant[section][name]
     relevant["image"] = image
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
@@ -150,6 +156,13 @@ def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
     }
     if model.entrypoint:
         values["TORCHSHIP_MODEL_ENTRYPOINT"] = model.entrypoint
+    if model.cache:
+        values |= cache.pod_env(spec)
+    if runtime.compile:
+        values["TORCHSHIP_COMPILE_MODE"] = runtime.compile.mode
+        # Compiled kernels on the cache volume: a restarted container finds them there.
+        values["TORCHINDUCTOR_CACHE_DIR"] = f"{CACHE_DIR}/inductor"
+        values["TRITON_CACHE_DIR"] = f"{CACHE_DIR}/triton"
     for key, tensors in (("INPUTS", model.inputs), ("OUTPUTS", model.outputs)):
         if tensors:
             values[f"TORCHSHIP_MODEL_{key}"] = json.dumps(
@@ -170,6 +183,35 @@ def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
         if k not in overridden
     ]
     return ours + [{k: v for k, v in e.items() if v != ""} for e in user]
+
+
+REMOTE_SCHEMES = ("http://", "https://", "s3://")
+
+
+def fetch_container(spec: api.ModelServiceSpec, container: dict[str, Any]) -> dict[str, Any] | None:
+    """The init container that downloads a remote model into the cache volume before the
+    runtime starts (`torchship-runtime fetch`, the runtime's own fetch code): the download is a
+    phase of its own in the pod's status, with its start and end times. Same image, env, mounts
+    and security as the runtime; no GPU (it only writes files)."""
+    if not spec.model.uri.startswith(REMOTE_SCHEMES):
+        return None
+    fetch = {
+        k: container[k]
+        for k in ("image", "env", "securityContext", "volumeMounts", "terminationMessagePath")
+        if k in container
+    }
+    # Its report (JSON: bytes, seconds) is its termination message, for the operator's Event.
+    fetch |= {"name": "fetch", "args": ["fetch"], "terminationMessagePolicy": "File"}
+    limits = {k: v for k, v in (container.get("resources") or {}).items()}
+    gpu = spec.gpu.resource_name if spec.gpu else None
+    trimmed = {
+        part: {k: v for k, v in values.items() if k != gpu}
+        for part, values in limits.items()
+        if any(k != gpu for k in values)
+    }
+    if trimmed:
+        fetch["resources"] = trimmed
+    return fetch
 
 
 def pvc_claim(uri: str) -> str | None:
@@ -238,6 +280,10 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
         volumes.append(
             {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
+    if spec.model.cache:
+        volume, mount = cache.pod_volume(name, spec)
+        volumes.append(volume)
+        mounts.append(mount)
     if spec.tls:
         # A whole-Secret volume (no subPath): the kubelet swaps in a renewed certificate.
         mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
@@ -273,8 +319,9 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
         "image": image,
         "ports": ports,
         "env": runtime_env(name, spec),
-        # Model downloads can be slow: the startup probe allows 10 minutes before liveness.
-        "startupProbe": probe("/v2/health/ready", period=5, failures=120, tls=tls),
+        # Passes once the model is loaded (Loading -> WarmingUp); allows 10 minutes for a load
+        # and the warm-up's compile before liveness counts. The download is the fetch's.
+        "startupProbe": probe("/v2/health/started", period=2, failures=300, tls=tls),
         "readinessProbe": probe("/v2/health/ready", period=5, failures=2, tls=tls),
         "livenessProbe": probe("/v2/health/live", period=10, failures=3, tls=tls),
         "securityContext": {
@@ -290,6 +337,7 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
     }
     if res := resources(spec):
         container["resources"] = res
+    fetch = fetch_container(spec, container)
     return {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -302,6 +350,7 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
         },
         "terminationGracePeriodSeconds": spec.runtime.drain_seconds + SHUTDOWN_SLACK_SECONDS,
         **scheduling(spec),
+        **({"initContainers": [fetch]} if fetch else {}),
         "containers": [container],
         "volumes": volumes,
     }

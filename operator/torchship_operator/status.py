@@ -11,19 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import render
+from . import offers, phases, render
 from .vocabulary import Cause, DeploymentView, revision_of
 
 # Container waiting reasons that mean the revision will not come up without a change.
-FAILING_WAIT_REASONS = {
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "InvalidImageName",
-    "CrashLoopBackOff",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "RunContainerError",
-}
+FAILING_WAIT_REASONS = phases.FAILING_WAIT_REASONS
 
 
 @dataclass(frozen=True)
@@ -43,6 +35,7 @@ class Children:
 
     deployments: Sequence[Mapping[str, Any]]
     pods: Sequence[Mapping[str, Any]] = ()
+    offer: str | None = None  # what the nodes offer a pod waiting for a GPU (offers.describe)
 
 
 def deployment_failure(deployment: Mapping[str, Any]) -> Cause | None:
@@ -54,9 +47,28 @@ def deployment_failure(deployment: Mapping[str, Any]) -> Cause | None:
     return None
 
 
-def pod_failure(pods: Iterable[Mapping[str, Any]]) -> Cause | None:
+def start_failure(start: Mapping[str, Any], offer: str | None) -> Cause | None:
+    """A pod's start that will not finish without a change (see phases); a GPU pod the
+    scheduler cannot place is WaitingForGPU, with what the nodes offer."""
+    scheduled = start.get("scheduled") or {}
+    if not start.get("node") and scheduled.get("reason") == "Unschedulable":
+        if start.get("gpu"):
+            said = offer or offers.head(start["gpu"])
+            return Cause.failed(
+                "WaitingForGPU", f"{said}; scheduler: {scheduled.get('message', '')}"
+            )
+        return Cause.failed("Unschedulable", scheduled.get("message", ""))
+    found = phases.failure(start)
+    return Cause.failed(found.reason, found.message) if found else None
+
+
+def pod_failure(pods: Iterable[Mapping[str, Any]], offer: str | None = None) -> Cause | None:
     """The first reason a pod of the revision is not coming up, in a stable order."""
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        if (start := pod.get("start")) is not None:
+            if found := start_failure(start, offer):
+                return found
+            continue
         status = pod.get("status", {})
         for cond in status.get("conditions", []):
             if cond["type"] == "PodScheduled" and cond.get("reason") == "Unschedulable":
@@ -118,7 +130,8 @@ def compute(
         and others_gone
     )
     if (cause is None or cause.kind != "failed") and current is not None and not done:
-        cause = revision_cause(current, children) or cause  # a failing pod outranks a pause
+        # A failing pod outranks a pause; a pause outranks the pods' start phase.
+        cause = revision_cause(current, children) or cause or start_cause(wanted, current, children)
     old = {c["type"]: c for c in previous.get("conditions", []) or []}
     status: dict[str, Any] = {
         "observedGeneration": generation,
@@ -153,7 +166,25 @@ def revision_cause(current: DeploymentView, children: Children) -> Cause | None:
     """What the pods of the revision being brought up say: why they do not come up."""
     pods = [p for p in children.pods if revision_of(p) == current.revision]
     deployment = next(d for d in children.deployments if d["metadata"]["name"] == current.name)
-    return pod_failure(pods) or deployment_failure(deployment)
+    return pod_failure(pods, children.offer) or deployment_failure(deployment)
+
+
+def start_cause(wanted: Wanted, current: DeploymentView, children: Children) -> Cause | None:
+    """Where the revision's pods are in their start (phases), while they come up."""
+    starts = (
+        p["start"] for p in children.pods if revision_of(p) == current.revision and "start" in p
+    )
+    starting = phases.revision_start(starts)
+    if starting is None:
+        return None
+    return Cause.waiting(
+        starting.phase, f"{replica_counts(wanted, current)}; {phases.message(starting)}"
+    )
+
+
+def replica_counts(wanted: Wanted, current: DeploymentView | None) -> str:
+    available = current.available if current else 0
+    return f"{available}/{wanted.total} replicas of revision {wanted.revision} available"
 
 
 Condition = tuple[str, bool, str, str]  # type, status, reason, message
@@ -169,8 +200,7 @@ def conditions(
     """Ready, Available, Progressing and Degraded, each from the same facts: whether the wanted
     revision is done, and the one cause (failed, or waited for) when it is not."""
     total = wanted.total
-    available_now = current.available if current else 0
-    counts = f"{available_now}/{total} replicas of revision {wanted.revision} available"
+    counts = replica_counts(wanted, current)
     failed = cause is not None and cause.kind == "failed"
     pending = cause or Cause.waiting("RolloutInProgress", counts)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import uvicorn
 import uvloop
 
+from . import prefetch
 from .auth import read_token
 from .dataplane import DataPlane
 from .grpc_server import GrpcServer
@@ -133,7 +134,29 @@ async def serve(settings: RuntimeSettings) -> int:
     return 0
 
 
+def fetch_only(argv: list[str]) -> int:
+    """`torchship-runtime fetch`: the model into the cache, its report as the termination
+    message (the pod's init container)."""
+    settings = from_args(argv)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(message)s")
+    try:
+        report = prefetch.run(settings)
+    except Exception as error:
+        report_failure(
+            f"the model could not be fetched from {settings.model_uri}: "
+            f"{type(error).__name__}: {error}",
+            settings.termination_message_path,
+        )
+        return 1
+    with contextlib.suppress(OSError):
+        prefetch.write_report(report, settings.termination_message_path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["fetch"]:
+        sys.exit(fetch_only(args[1:]))
     install_early_handlers()
     try:
         settings = from_args(argv)

@@ -93,6 +93,8 @@ class DataPlane:
         """Load and warm up the model in the forward thread, then start batching."""
         await asyncio.get_running_loop().run_in_executor(self.executor, self.model.load)
         metrics.LOAD_SECONDS.labels(self.model.name).set(self.model.load_seconds)
+        for phase, seconds in self.model.phase_seconds.items():
+            metrics.START_SECONDS.labels(self.model.name, phase).set(seconds)
         if self.settings.batching and self.model.batchable:
             self.batcher = Batcher(
                 self._forward,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
+import shutil
 import sys
 import warnings
 from collections.abc import Callable
@@ -166,3 +168,19 @@ def quantize_dynamic_int8(module: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecated in favour of torchao, still supported
         return quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def compile_module(module: Any, mode: str, fmt: str) -> Any:
+    """`torch.compile(module, mode=mode)`; compiled lazily, by the warm-up's batches. Inductor
+    writes C++ (CPU) or Triton (CUDA) kernels and builds them with the system's compiler."""
+    if fmt not in ("state-dict", "exported-program"):
+        raise RuntimeError(
+            f"compile works on an nn.Module (state-dict, exported-program), not on {fmt}"
+        )
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None and shutil.which("c++") is None:
+        raise RuntimeError(
+            f"compile needs a C++ compiler ({compiler}) in the runtime image, and this image "
+            "has none: use an image with one (spec.runtime.image), or leave compile off"
+        )
+    return torch.compile(module, mode=mode)

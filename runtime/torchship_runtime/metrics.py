@@ -63,6 +63,13 @@ READY = Gauge(
     ["model"],
     registry=REGISTRY,
 )
+START_SECONDS = Gauge(
+    "torchship_model_start_seconds",
+    "Time each phase of the model's start took: fetch (the download, when this process did it),"
+    " load (build, move to device and dtype), warmup (warm-up batches and any compile).",
+    ["model", "phase"],
+    registry=REGISTRY,
+)
 
 
 class ProtocolMeter:

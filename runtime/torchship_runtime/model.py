@@ -60,7 +60,9 @@ class Model(ABC):
         self.device = torch.device("cpu")
         self.max_batch_rows = settings.max_batch_size
         self.ready = False
+        self.loaded = False  # built and on its device; the warm-up has not finished
         self.load_seconds = 0.0
+        self.phase_seconds: dict[str, float] = {}
 
     def load(self) -> None:
         """Fetch, build and warm up the model; `ready` once it has answered a warm-up input."""
@@ -73,9 +75,15 @@ class Model(ABC):
             cache_dir=self.settings.model_cache_dir,
             pvc_root=self.settings.pvc_root,
         )
+        fetched = time.perf_counter()
         self.build(path)
+        self.loaded = True
+        built = time.perf_counter()
         self.warm_up()
-        self.load_seconds = time.perf_counter() - started
+        done = time.perf_counter()
+        self.phase_seconds = {"fetch": fetched - started, "load": built - fetched}
+        self.phase_seconds["warmup"] = done - built
+        self.load_seconds = done - started
         self.ready = True
         log.info(
             "model %s ready: %s on %s (%s) in %.2fs; inputs %s; outputs %s",
@@ -158,6 +166,8 @@ class TorchModel(Model):
             # An exported program's module() holds its weights as parameters and buffers, so it
             # casts like any module; a graph that fixes a dtype of its own fails the warm-up.
             module = module.to(self.dtype)
+        if settings.compile_mode:
+            module = loading.compile_module(module, settings.compile_mode, fmt)
         self.module = module
         if not self.inputs:
             if not loaded.inputs:
@@ -175,8 +185,11 @@ class TorchModel(Model):
 
     def warm_up(self) -> None:
         """One row, then a full batch: lazy initialisation is paid before ready, and a model that
-        cannot run its own declared inputs fails here, with the reason, rather than later."""
-        for rows in sorted({1, self.max_batch_rows}):
+        cannot run its own declared inputs fails here, with the reason, rather than later.
+        Compiled, two rows as well: the second shape makes torch.compile's batch dimension
+        dynamic, so no request size compiles again after ready."""
+        sizes = {1, self.max_batch_rows} | ({2} if self.settings.compile_mode else set())
+        for rows in sorted(s for s in sizes if s <= self.max_batch_rows):
             batch = self.warm_up_inputs(rows)
             try:
                 outputs = self.predict(batch)

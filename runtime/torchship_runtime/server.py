@@ -49,6 +49,7 @@ class App:
                 Route("/v2", GET, v2.server_metadata),
                 Route("/v2/health/live", GET, self.live, auth=False),
                 Route("/v2/health/ready", GET, self.ready, auth=False),
+                Route("/v2/health/started", GET, self.started, auth=False),
                 Route("/metrics", GET, self.metrics, auth=False),
             ]
         )
@@ -71,6 +72,10 @@ class App:
 
     async def live(self, scope: Scope, receive: Receive, send: Send) -> None:
         await respond_empty(send, 200 if self.plane.live() else 503, self.plane.draining)
+
+    async def started(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The startup probe: the model is loaded (warm-up may follow)."""
+        await respond_empty(send, 200 if self.plane.model.loaded else 503, self.plane.draining)
 
     async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
         await respond_empty(send, 200 if self.plane.ready() else 503, self.plane.draining)

@@ -44,6 +44,9 @@ class RuntimeSettings(BaseSettings):
     max_delay_ms: float = Field(
         5.0, ge=0, description="longest wait for a batch to fill, from its first request"
     )
+    compile_mode: Literal[
+        "", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
+    ] = Field("", description="torch.compile the module in this mode during warm-up ('': off)")
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
     grpc_port: int = Field(
@@ -55,6 +58,12 @@ class RuntimeSettings(BaseSettings):
         10.0, gt=0, description="how often the certificate files are checked for a rotation"
     )
     model_cache_dir: str = Field("/var/cache/torchship", description="where downloads are kept")
+    fetch_wait_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="`fetch` only: another fills the cache directory (a shared model cache); "
+        "wait this long for the model to appear there, never download (0: download)",
+    )
     pvc_root: str = Field("/mnt/models", description="pvc://claim/path -> {pvc_root}/claim/path")
     drain_seconds: float = Field(
         10.0, ge=0, description="after SIGTERM: not ready, still serving, for this long"

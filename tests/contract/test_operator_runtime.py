@@ -231,6 +231,13 @@ def test_the_rules_filter_what_the_runtime_refuses():
             {"quantize": "dynamic-int8", "device": "cpu", "dtype": "float16"},
             "leave runtime.dtype float32",
         ),
+        ("torchscript", {"compile": {}}, "runtime.compile needs model.format state-dict"),
+        ("handler", {"compile": {"mode": "max-autotune"}}, "runtime.compile needs model.format"),
+        (
+            "state-dict",
+            {"compile": {}, "quantize": "dynamic-int8", "device": "cpu"},
+            "do not go together",
+        ),
     ],
 )
 def test_the_rules_refuse_what_the_runtime_cannot_serve(fmt, runtime, message):
@@ -294,6 +301,13 @@ def workdir(tmp_path_factory) -> Path:
         "model": {"uri": "https://h/m.pt", "format": "torchscript"},
         "runtime": {"dtype": "bfloat16", "env": [{"name": "OMP_NUM_THREADS", "value": "1"}]},
         "auth": {"tokenSecretRef": {"name": "t"}},
+    }
+)
+# torch.compile during the warm-up, on CPU (Inductor's C++ kernels).
+@example(
+    spec={
+        "model": {"uri": "/m.pt", "format": "state-dict", "entrypoint": "contractmodel:build"},
+        "runtime": {"device": "cpu", "compile": {"mode": "default"}},
     }
 )
 def test_every_accepted_spec_renders_a_pod_the_runtime_serves(spec, workdir):

@@ -405,13 +405,15 @@ def test_namespaced_install_grants_modelservice_access_only_in_its_namespaces():
             "name": roles[namespace]["metadata"]["name"],
         }
         assert binding["subjects"][0]["namespace"] == "torchship-system"
-    # Only the cluster-scoped reads kopf uses: no ModelService, no children, no peering.
+    # Only the cluster-scoped reads (kopf's, and the nodes' GPUs): no ModelService, no
+    # children, no peering.
     (cluster_role,) = objects["ClusterRole"]
     cluster_grants = grants(cluster_role["rules"])
     assert {group for group, _, _ in cluster_grants} == {"apiextensions.k8s.io", ""}
     assert {resource for _, resource, _ in cluster_grants} == {
         "customresourcedefinitions",
         "namespaces",
+        "nodes",
     }
     assert {verb for _, _, verb in cluster_grants} == {"get", "list", "watch"}
     # Together they are the documented rules, less the cluster-wide peering.

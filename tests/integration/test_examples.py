@@ -102,10 +102,11 @@ def check_listing(control_plane, namespace: str, body: dict[str, Any]) -> None:
     """`kubectl get msvc` as the README shows it."""
     name, spec = body["metadata"]["name"], body["spec"]
     table = control_plane.kubectl("get", "msvc", name, "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "VERSION", "REPLICAS", "URL", "AGE"]
+    assert table[0].split() == ["NAME", "READY", "PHASE", "VERSION", "REPLICAS", "URL", "AGE"]
     row = table[1].split()
     url = f"http://{name}.{namespace}.svc.cluster.local:{spec.get('service', {}).get('port', 8080)}"
-    assert row[:5] == [name, "True", spec["model"]["version"], str(spec.get("replicas", 1)), url]
+    version, replicas = spec["model"]["version"], str(spec.get("replicas", 1))
+    assert row[:6] == [name, "True", "Ready", version, replicas, url]
 
 
 def load_in_process(pod_spec: dict[str, Any], body: dict[str, Any], workdir: Path) -> None:

@@ -65,7 +65,7 @@ def test_healthy_serving(control_plane, operator, namespace):
 def test_degraded_unschedulable(control_plane, operator, namespace):
     gpu = {"count": 1, "product": "NVIDIA-B200"}
     apply(control_plane, namespace, "resnet", model=model("v3"), gpu=gpu, replicas=2)
-    obj = wait_for(reason_is(control_plane, namespace, "resnet", "Unschedulable"), 60)
+    obj = wait_for(reason_is(control_plane, namespace, "resnet", "WaitingForGPU"), 60)
     check_both(captured(obj, "degraded-unschedulable"), "Degraded", "Failed")
 
 

@@ -189,11 +189,17 @@ def test_errors_and_exit_codes(control_plane, operator, namespace, kubectl_torch
         "wait", "-n", namespace, "--for=condition=Degraded", "msvc/nowhere", "--timeout=60s"
     )  # the scheduler has had its say
     late = kubectl_torchship("wait", "nowhere", "-n", namespace, "--timeout", "3", code=5)
-    assert late.stderr.startswith("error: nowhere is not ready after 3s: Unschedulable: 0/")
+    assert late.stderr.startswith(
+        "error: nowhere is not ready after 3s: WaitingForGPU: needs 1 nvidia.com/gpu on "
+        "nvidia.com/gpu.product=NVIDIA-B200;"
+    )
     out = kubectl_torchship("status", "nowhere", "-n", namespace).stdout
-    assert "Ready:       False   Unschedulable: 0/" in out
+    assert (
+        "Ready:       False   WaitingForGPU: needs 1 nvidia.com/gpu on "
+        "nvidia.com/gpu.product=NVIDIA-B200;" in out
+    )
     conditions = {columns(line)[0]: columns(line)[1:] for line in section(out, "Conditions")}
-    assert conditions["Degraded"][:2] == ["True", "Unschedulable"]
+    assert conditions["Degraded"][:2] == ["True", "WaitingForGPU"]
 
 
 def test_infer_through_a_given_url(control_plane, operator, namespace, kubectl_torchship, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,24 +39,30 @@ def deployments(control_plane, namespace: str) -> list[dict]:
     return get_json(control_plane, "deployments", "-n", namespace)["items"]
 
 
-def test_unknown_gpu_product_reports_the_scheduling_failure_without_retry_storm(
+def test_an_unmeetable_gpu_request_waits_for_a_gpu_saying_what_the_nodes_offer(
     control_plane, operator, namespace
 ):
     spec = {"gpu": {"count": 1, "product": "NVIDIA-B200"}, "replicas": 1}
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=msvc("nowhere", **spec))
     started = time.monotonic()
 
-    def unschedulable():
+    def waiting():
         ready = condition(get_json(control_plane, "msvc", "nowhere", "-n", namespace), "Ready")
-        return ready if ready.get("reason") == "Unschedulable" else None
+        return ready if ready.get("reason") == "WaitingForGPU" else None
 
-    ready = wait_for(unschedulable, timeout=30)
+    ready = wait_for(waiting, timeout=30)
     assert time.monotonic() - started < 30
     assert ready["status"] == "False"
-    assert "nodes are available" in ready["message"]
-    assert "node affinity/selector" in ready["message"]
+    # What was asked, what the (kwok) GPU nodes offer, then the scheduler's own words.
+    asked, *offered, scheduler = ready["message"].split("; ")
+    assert asked == "needs 1 nvidia.com/gpu on nvidia.com/gpu.product=NVIDIA-B200"
+    assert offered[0] == "nodes with that product: none"
+    assert re.fullmatch(r"NVIDIA-A10: 1 node, [0-2] free", offered[1]), offered
+    assert re.fullmatch(r"NVIDIA-H100-80GB-HBM3: 2 nodes, [0-8] free", offered[2]), offered
+    assert scheduler.startswith("scheduler: 0/")
+    assert "nodes are available" in scheduler and "node affinity/selector" in scheduler
     degraded = condition(get_json(control_plane, "msvc", "nowhere", "-n", namespace), "Degraded")
-    assert (degraded["status"], degraded["reason"]) == ("True", "Unschedulable")
+    assert (degraded["status"], degraded["reason"]) == ("True", "WaitingForGPU")
     # No retry storm: once reported, nothing more is written while nothing changes.
     time.sleep(3)
     since = utc_now()
@@ -65,7 +72,7 @@ def test_unknown_gpu_product_reports_the_scheduling_failure_without_retry_storm(
     warnings = [
         e
         for e in events
-        if e["reason"] == "Unschedulable" and e["source"].get("component") == "torchship-operator"
+        if e["reason"] == "WaitingForGPU" and e["source"].get("component") == "torchship-operator"
     ]
     assert len(warnings) == 1
 

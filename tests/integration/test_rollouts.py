@@ -142,7 +142,7 @@ def test_a_canary_that_cannot_become_ready_is_aborted_and_stays_aborted(
     obj = wait_for(degraded, timeout=60)
     cond = condition(obj, "Degraded")
     # The reason names the cause; the message says what happened and what serves now.
-    assert cond["reason"] == "Unschedulable"
+    assert cond["reason"] == "WaitingForGPU"
     assert "made no progress for 10s" in cond["message"]
     assert "nodes are available" in cond["message"]
     wait_for(lambda: split(control_plane, namespace) == {"v1": 2, "v2": 0}, 30)

@@ -120,9 +120,12 @@ def test_errors_carry_the_api_servers_and_operators_words(control_plane, operato
     services.wait("nowhere", degraded, timeout=60)  # the scheduler has had its say
     with pytest.raises(NotReady) as late:
         services.wait_ready("nowhere", timeout=3)
-    assert late.value.reason == "Unschedulable"
+    assert late.value.reason == "WaitingForGPU"
     assert "nodes are available" in late.value.message
-    assert str(late.value).startswith("nowhere is not ready after 3s: Unschedulable: 0/")
+    assert str(late.value).startswith(
+        "nowhere is not ready after 3s: WaitingForGPU: needs 1 nvidia.com/gpu on "
+        "nvidia.com/gpu.product=NVIDIA-B200;"
+    )
 
     # A rollout that aborts (its pods cannot be placed) fails the wait at once, with the cause.
     services.apply(model_service("stuck", "v1"))
@@ -135,7 +138,7 @@ def test_errors_carry_the_api_servers_and_operators_words(control_plane, operato
     with pytest.raises(NotReady) as aborted:
         services.wait_ready("stuck", timeout=60)
     assert time.monotonic() - started < 10
-    assert aborted.value.reason == "Unschedulable"
+    assert aborted.value.reason == "WaitingForGPU"
     assert "traffic went back to revision" in aborted.value.message
     assert aborted.value.message in str(aborted.value)
 

@@ -171,7 +171,7 @@ def test_names_subresources_and_columns(crd, version):
         },
     }
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert [c.upper() for c in columns] == ["READY", "VERSION", "REPLICAS", "URL", "AGE"]
+    assert [c.upper() for c in columns] == ["READY", "PHASE", "VERSION", "REPLICAS", "URL", "AGE"]
     ready = version["additionalPrinterColumns"][0]
     assert ready["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
 

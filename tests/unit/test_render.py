@@ -326,12 +326,39 @@ def test_probes_hit_the_runtime_health_endpoints():
         {"name": "http", "containerPort": 8080, "protocol": "TCP"},
         {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
     ]
-    assert container["startupProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    # Started once the model is loaded (Loading -> WarmingUp), ready once warmed up.
+    assert container["startupProbe"]["httpGet"] == {"path": "/v2/health/started", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
-    # The startup probe allows a slow model download before liveness counts.
+    # The startup probe allows a slow load and compile before liveness counts.
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+
+
+@pytest.mark.parametrize(
+    "uri", ["https://models.example.com/m.pt", "http://10.0.0.1/m.pt", "s3://bucket/m.pt"]
+)
+def test_a_remote_model_is_fetched_by_an_init_container_of_the_runtime_image(uri: str):
+    resources = {"requests": {"cpu": "2"}, "limits": {"memory": "4Gi"}}
+    p = pod(spec(model={"uri": uri, "format": "torchscript"}, gpu={"count": 2},
+                 runtime={"resources": resources}))  # fmt: skip
+    (fetch,) = p["initContainers"]
+    runtime = p["containers"][0]
+    assert fetch["name"] == "fetch" and fetch["args"] == ["fetch"]
+    assert fetch["image"] == runtime["image"]
+    # The same settings and cache volume: the runtime then finds the model in the cache.
+    assert fetch["env"] == runtime["env"]
+    assert fetch["volumeMounts"] == runtime["volumeMounts"]
+    assert fetch["securityContext"] == runtime["securityContext"]
+    # Its report is its termination message; it takes no GPU, only the CPU and memory.
+    assert fetch["terminationMessagePolicy"] == "File"
+    assert fetch["resources"] == resources
+    assert "nvidia.com/gpu" in runtime["resources"]["limits"]
+
+
+@pytest.mark.parametrize("uri", ["/models/m.pt", "file:///models/m.pt", "pvc://store/m.pt"])
+def test_a_local_model_needs_no_fetch(uri: str):
+    assert "initContainers" not in pod(spec(model={"uri": uri, "format": "torchscript"}))
 
 
 def test_security_context_meets_pod_security_restricted():
@@ -442,3 +469,11 @@ def test_the_annotation_is_outside_the_pod_template():
     spec = api.ModelServiceSpec(model=api.ModelSource(uri="/m.pt", format="torchscript"))
     deployment = render.render_deployment(OWNER, spec, "abc", 1, "img")
     assert "annotations" not in deployment["spec"]["template"]["metadata"]
+
+
+def test_compile_sets_the_mode_and_keeps_the_kernels_on_the_cache_volume():
+    compiled = env(spec(runtime={"compile": {"mode": "max-autotune"}}))
+    assert compiled["TORCHSHIP_COMPILE_MODE"] == "max-autotune"
+    assert compiled["TORCHINDUCTOR_CACHE_DIR"] == f"{render.CACHE_DIR}/inductor"
+    assert compiled["TRITON_CACHE_DIR"] == f"{render.CACHE_DIR}/triton"
+    assert "TORCHSHIP_COMPILE_MODE" not in env(spec())  # off by default

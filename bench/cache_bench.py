@@ -1,0 +1,164 @@
+"""The model cache on the real node: time from scale-up to Ready for the second replica, with
+and without spec.model.cache, for a model of at least 500 MB.
+
+    sudo -E .venv/bin/python bench/cache_bench.py [--mb 540] [--rate-mbps 50] [--json PATH]
+
+It starts a control plane whose CPU node is a real kubelet (hack/testenv.py, real_node; the
+images from hack/build-images.sh) and the operator, serves a TorchScript MLP of --mb megabytes
+over HTTP from this machine at --rate-mbps (a remote store's bandwidth, not loopback's), and for
+each case applies a one-replica ModelService, waits for Ready, scales it to two and times the
+second replica. Without the cache the new pod downloads the model again; with it, the fill
+Job's download serves both pods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.server
+import json
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "tests"), str(ROOT / "tests" / "node")]
+import testenv  # noqa: E402 (hack/ is not a package)
+from integration.conftest import install_crds, start_operator, stop_operator  # noqa: E402
+from workload import RUNTIME_IMAGE, model_service, pods, ready  # noqa: E402
+
+CLASS = "torchship-bench-cache"
+
+
+def model_file(path: Path, megabytes: int) -> Path:
+    """A TorchScript MLP of about `megabytes` (float32 weights), 64 inputs, 10 outputs."""
+    width = int((megabytes * 1e6 / 4 / 2) ** 0.5)
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(64, width), nn.Linear(width, width), nn.Linear(width, 10))
+    with torch.no_grad():
+        for p in mlp.parameters():
+            p.normal_(0, 0.01)
+    torch.jit.save(torch.jit.script(mlp.eval()), str(path))
+    return path
+
+
+@contextlib.contextmanager
+def throttled_server(address: str, root: Path, rate: float, hits: list[str]) -> Iterator[str]:
+    chunk = 1 << 20
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def copyfile(self, source, destination) -> None:
+            hits.append(self.path)
+            started, sent = time.monotonic(), 0
+            while block := source.read(chunk):
+                destination.write(block)
+                sent += len(block)
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((address, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{address}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(what)
+
+
+def second_replica_seconds(plane, ns: str, name: str, manifest: str) -> float:
+    plane.kubectl("apply", "-n", ns, "-f", "-", input=manifest)
+    plane.kubectl("wait", "-n", ns, "--for=condition=Ready", f"msvc/{name}", "--timeout=900s",
+                  timeout=930)  # fmt: skip
+    started = time.monotonic()
+    plane.kubectl("scale", "msvc", name, "-n", ns, "--replicas=2")
+    wait(lambda: sum(ready(p) for p in pods(plane, ns, name)) == 2, 900, "second replica")
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mb", type=int, default=540, help="model size in MB (>= 500)")
+    parser.add_argument("--rate-mbps", type=float, default=50.0, help="server bandwidth, MB/s")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if reason := testenv.real_node_unavailable():
+        sys.exit(f"no real node here: {reason}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        www = work / "www"
+        www.mkdir()
+        model = model_file(www / "big.pt", args.mb)
+        plane = testenv.ControlPlane(workdir=work / "plane", bin_dir=testenv.build_binaries(),
+                                     real_node=True, images=testenv.build_images())  # fmt: skip
+        plane.start(timeout=300)
+        operator = None
+        try:
+            install_crds(plane)
+            operator = start_operator(plane, work / "operator.log",
+                                      TORCHSHIP_RUNTIME_IMAGE=RUNTIME_IMAGE)  # fmt: skip
+            volume = work / "cache-volume"
+            volume.mkdir(mode=0o777)
+            volume.chmod(0o777)
+            pv = {
+                "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "bench-cache"},
+                "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteMany"],
+                         "persistentVolumeReclaimPolicy": "Retain", "storageClassName": CLASS,
+                         "hostPath": {"path": str(volume), "type": "Directory"}},
+            }  # fmt: skip
+            plane.kubectl("apply", "-f", "-", input=json.dumps(pv))
+            hits: list[str] = []
+            rate = args.rate_mbps * 1e6
+            results = {}
+            with throttled_server(plane.node.slot.host_ip, www, rate, hits) as base:
+                cached = {"size": "10Gi", "storageClassName": CLASS}
+                for case, cache in (("without", None), ("with", cached)):
+                    ns = f"bench-{case}"
+                    plane.kubectl("create", "namespace", ns)
+                    body = json.loads(model_service("big", f"{base}/big.pt"))
+                    if cache:
+                        body["spec"]["model"]["cache"] = cache
+                    before = len(hits)
+                    seconds = second_replica_seconds(plane, ns, "big", json.dumps(body))
+                    results[case] = {"second_replica_ready_s": round(seconds, 1),
+                                     "downloads": len(hits) - before}  # fmt: skip
+                    print(f"{case:7} cache: second replica Ready {seconds:.1f} s after the "
+                          f"scale-up; downloads {len(hits) - before}", flush=True)  # fmt: skip
+            ratio = results["without"]["second_replica_ready_s"] / max(
+                results["with"]["second_replica_ready_s"], 0.1
+            )
+            print(f"with the cache: x{ratio:.1f} sooner (model {model.stat().st_size / 1e6:.0f} "
+                  f"MB at {args.rate_mbps:g} MB/s)")  # fmt: skip
+            out = {"model_mb": round(model.stat().st_size / 1e6), "rate_mbps": args.rate_mbps,
+                   "cases": results, "speedup": round(ratio, 1)}  # fmt: skip
+            if args.json:
+                args.json.write_text(json.dumps(out, indent=2) + "\n")
+        finally:
+            if operator is not None:
+                stop_operator(operator)
+            plane.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""A pod's start phases on the real node: a model served over HTTP, slowly, from this machine;
+the ModelService's Ready reason passes Downloading, Loading and Ready in that order, and the
+Events give each finished phase's duration."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import condition, get_json, wait_for
+from workload import model_service
+
+pytestmark = pytest.mark.usefixtures("real_operator")
+DELAY = 6.0  # seconds the server waits before it sends the model
+
+
+@contextlib.contextmanager
+def slow_model_server(address: str, root: Path, hits: list[str]) -> Iterator[str]:
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            time.sleep(DELAY)
+            super().do_GET()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((address, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{address}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def operator_events(plane, ns: str, name: str) -> dict[str, str]:
+    events = get_json(plane, "events", "-n", ns)["items"]
+    return {
+        e["reason"]: e["message"]
+        for e in events
+        if e["involvedObject"]["name"] == name
+        and e["source"].get("component") == "torchship-operator"
+    }
+
+
+def test_downloading_then_loading_then_ready_with_durations(
+    real_plane, restricted_namespace, mlp_file, tmp_path
+):
+    ns, name = restricted_namespace, "phases"
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "mlp.pt").write_bytes(mlp_file.read_bytes())
+    hits: list[str] = []
+    reasons: list[str] = []
+    with slow_model_server(real_plane.node.slot.host_ip, www, hits) as base:
+        real_plane.kubectl(
+            "apply", "-n", ns, "-f", "-", input=model_service(name, f"{base}/mlp.pt")
+        )
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            ready = condition(get_json(real_plane, "msvc", name, "-n", ns), "Ready")
+            reason = ready.get("reason")
+            if reason and (not reasons or reasons[-1] != reason):
+                reasons.append(reason)
+            if ready.get("status") == "True":
+                break
+            time.sleep(0.5)
+    assert hits == ["/mlp.pt"]  # fetched once, by the init container
+    # In order; a short phase may pass between two looks, Downloading (6 s) may not.
+    order = ["PullingImage", "Downloading", "Loading", "WarmingUp", "Ready"]
+    seen = [r for r in reasons if r in order]
+    assert seen == sorted(seen, key=order.index), reasons
+    assert "Downloading" in seen and seen[-1] == "Ready", reasons
+
+    def told():
+        events = operator_events(real_plane, ns, name)
+        return events if {"ModelFetched", "ModelLoaded"} <= set(events) else None
+
+    events = wait_for(told, timeout=30)
+    fetched = re.fullmatch(
+        r"pod \S+: model fetched in ([\d.]+) s, ([\d.]+) kB", events["ModelFetched"]
+    )
+    assert fetched, events["ModelFetched"]
+    assert DELAY <= float(fetched.group(1)) < DELAY + 30
+    assert float(fetched.group(2)) == pytest.approx(mlp_file.stat().st_size / 1000, abs=0.1)
+    assert re.fullmatch(
+        r"pod \S+: model loaded( and warmed up)? in [\d.]+ s", events["ModelLoaded"]
+    )
+    (pod,) = get_json(real_plane, "pods", "-n", ns, "-l", f"app.kubernetes.io/instance={name}")[
+        "items"
+    ]
+    (fetch,) = pod["status"]["initContainerStatuses"]
+    assert fetch["name"] == "fetch" and fetch["state"]["terminated"]["exitCode"] == 0

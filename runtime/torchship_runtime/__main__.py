@@ -45,12 +45,13 @@ class Server(uvicorn.Server):
 
 
 def report_failure(message: str, path: str) -> None:
-    """The reason in the log and in the pod's termination message (Kubernetes keeps 4 KiB)."""
+    """The reason in the log and in the pod's termination message (Kubernetes keeps 4 KiB: the
+    head, which says what failed, before the library's own words)."""
     log.error("%s", message)
     target = Path(path)
     if target.parent.is_dir():
         with contextlib.suppress(OSError):
-            target.write_text(message[-4000:])
+            target.write_text(message[:4000])
 
 
 async def serve(settings: RuntimeSettings) -> int:

@@ -17,9 +17,9 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from . import api, render, status
+from . import api, render, selection, status
 from .kube import Kube, make_api_client
-from .metrics import MODELSERVICES, QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
+from .metrics import CACHED, MODELSERVICES, QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from .reconcile import Event, Observed, now_iso, reconcile
 from .settings import Settings
 from .workqueue import WorkQueue
@@ -75,18 +75,28 @@ async def modelservice_index(namespace: str, name: str, body: kopf.Body, **_: An
     return {(namespace, name): slim(body)}
 
 
-@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+# The child indexes take every event their watch delivers (no client-side `labels=`), so that
+# `selection.seen` counts whatever the API server sends; the selector makes that ours alone.
+
+
+@kopf.index("apps", "v1", "deployments")
 async def deployment_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
+    if not selection.seen("deployments", labels):
+        return {}
     return {(namespace, labels[render.LABEL_MS]): slim(body)}
 
 
-@kopf.index("v1", "services", labels=MANAGED)
+@kopf.index("v1", "services")
 async def service_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
+    if not selection.seen("services", labels):
+        return {}
     return {(namespace, labels[render.LABEL_MS]): slim(body)}
 
 
-@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
 async def hpa_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
+    if not selection.seen("horizontalpodautoscalers", labels):
+        return {}
     return {(namespace, labels[render.LABEL_MS]): slim(body)}
 
 
@@ -95,8 +105,10 @@ def last_words(container_status: Mapping[str, Any]) -> str:
     return terminated.get("message", "")
 
 
-@kopf.index("v1", "pods", labels=CHILD)
+@kopf.index("v1", "pods")
 async def pod_index(namespace: str, name: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
+    if not selection.seen("pods", labels):
+        return {}
     # Only what status reasons need: a pod cache stays small at a thousand ModelServices.
     slim_status = {
         "conditions": [c for c in status.get("conditions", []) if c.get("type") == "PodScheduled"],
@@ -125,11 +137,17 @@ async def pod_index(namespace: str, name: str, labels: Mapping, status: Mapping,
 def remember(kwargs: Mapping[str, Any]) -> None:
     if not controller.indexes:
         controller.indexes = {k: v for k, v in kwargs.items() if k.endswith("_index")}
+        for name, index in controller.indexes.items():
+            CACHED.labels(name.removesuffix("_index")).set_function(
+                lambda index=index: sum(len(store) for store in index.values())
+            )
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-async def modelservice_changed(namespace: str, name: str, **kwargs: Any) -> None:
+async def modelservice_changed(namespace: str, name: str, event: Mapping, **kwargs: Any) -> None:
     remember(kwargs)
+    if event.get("type") == "DELETED" and controller.kube is not None:
+        controller.kube.forget((api.KIND, namespace, name))
     controller.queue.add((namespace, name))
 
 
@@ -137,8 +155,12 @@ async def modelservice_changed(namespace: str, name: str, **kwargs: Any) -> None
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
 @kopf.on.event("v1", "pods", labels=CHILD)
-async def child_changed(namespace: str, labels: Mapping, **kwargs: Any) -> None:
+async def child_changed(
+    namespace: str, name: str, labels: Mapping, body: kopf.Body, event: Mapping, **kwargs: Any
+) -> None:
     remember(kwargs)
+    if event.get("type") == "DELETED" and controller.kube is not None:
+        controller.kube.forget((body["kind"], namespace, name))
     # A short delay folds the burst of events one rollout step causes into one pass.
     controller.queue.add((namespace, labels[render.LABEL_MS]), delay=0.2)
 
@@ -158,6 +180,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
+    selection.select_children(settings)  # the API server sends only our children
     settings.networking.request_timeout = 60
     # kopf runs one worker per object with events; each lingers `idle_timeout` for more. A
     # worker limit would make thousands of children wait in line behind lingering workers,

@@ -23,6 +23,11 @@ log = logging.getLogger("torchship.reconcile")
 # Rollout phases that wait on time or on a person rather than on pods.
 WAITING_REASONS = {"CanaryPaused", "AwaitingPromotion"}
 
+# A new ModelService's first status is held this long after its creation while all it would
+# say is "pods coming up": most first revisions are Ready by then, and one status write
+# (Ready) replaces two (RolloutInProgress, then Ready). A failure is reported at once.
+FIRST_STATUS_GRACE = 15.0
+
 
 @dataclass
 class Observed:
@@ -71,7 +76,9 @@ def invalid_spec_message(error: ValidationError) -> str:
 
 
 async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: float) -> Outcome:
-    body = observed.body
+    meta = observed.body["metadata"]
+    # Our last status write, when the watch cache has not caught up with it yet.
+    body = kube.latest((api.KIND, meta["namespace"], meta["name"]), observed.body) or observed.body
     owner = owner_of(body)
     generation = body["metadata"].get("generation", 0)
     previous = body.get("status") or {}
@@ -118,6 +125,7 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         promoted_step=spec.rollout.promoted_step,
     )
 
+    first_revision = not (previous.get("rollout") or {}).get("stableRevision")
     try:
         await apply_children(owner, spec, image, desired, decision, observed, kube, outcome)
     except Refused as refused:
@@ -152,9 +160,33 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         failure=failure,
         step=rollout_step(decision),
     )
-    await write_status(kube, owner, previous, new_status, outcome)
     outcome.requeue_after = decision.requeue_after
+    if first_revision:
+        # Its RevisionCreated said it began and its Ready condition says it is done.
+        outcome.events = [e for e in outcome.events if e.reason != "RolloutComplete"]
+    hold = first_status_hold(body, previous, new_status, now)
+    if hold is not None:
+        outcome.requeue_after = min(hold, outcome.requeue_after or hold)
+        return outcome
+    await write_status(kube, owner, previous, new_status, outcome)
     return outcome
+
+
+def first_status_hold(
+    body: Mapping[str, Any], previous: Mapping[str, Any], new: Mapping[str, Any], now: float
+) -> float | None:
+    """Seconds left to hold a new ModelService's first status, or None to write it now."""
+    if previous.get("conditions"):
+        return None
+    ready = next(c for c in new["conditions"] if c["type"] == "Ready")
+    if ready["reason"] != "RolloutInProgress":
+        return None
+    created = body["metadata"].get("creationTimestamp")
+    if not created:
+        return None
+    age = now - datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    left = FIRST_STATUS_GRACE - age
+    return left if left > 0 else None
 
 
 def refused_status(

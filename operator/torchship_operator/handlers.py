@@ -22,6 +22,7 @@ from .kube import Kube, make_api_client
 from .metrics import CACHED, MODELSERVICES, QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from .reconcile import Event, Observed, now_iso, reconcile
 from .settings import Settings
+from .wakeups import FailingPods
 from .workqueue import WorkQueue
 
 log = logging.getLogger("torchship")
@@ -39,6 +40,7 @@ class Controller:
         self.kube: Kube | None = None
         self.indexes: dict[str, kopf.Index] = {}
         self.readiness: dict[Hashable, bool] = {}
+        self.failing_pods = FailingPods()
         self.workers: list[asyncio.Task] = []
 
     def observe(self, key: tuple[str, str]) -> Observed | None:
@@ -109,6 +111,10 @@ def last_words(container_status: Mapping[str, Any]) -> str:
 async def pod_index(namespace: str, name: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
     if not selection.seen("pods", labels):
         return {}
+    return {(namespace, labels[render.LABEL_MS]): slim_pod(name, labels, status)}
+
+
+def slim_pod(name: str, labels: Mapping, status: Mapping) -> dict[str, Any]:
     # Only what status reasons need: a pod cache stays small at a thousand ModelServices.
     slim_status = {
         "conditions": [c for c in status.get("conditions", []) if c.get("type") == "PodScheduled"],
@@ -123,12 +129,7 @@ async def pod_index(namespace: str, name: str, labels: Mapping, status: Mapping,
             if (c.get("state") or {}).get("waiting")
         ],
     }
-    return {
-        (namespace, labels[render.LABEL_MS]): {
-            "metadata": {"name": name, "labels": dict(labels)},
-            "status": slim_status,
-        }
-    }
+    return {"metadata": {"name": name, "labels": dict(labels)}, "status": slim_status}
 
 
 # -- events -> queue -----------------------------------------------------------------------
@@ -154,7 +155,6 @@ async def modelservice_changed(namespace: str, name: str, event: Mapping, **kwar
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
-@kopf.on.event("v1", "pods", labels=CHILD)
 async def child_changed(
     namespace: str, name: str, labels: Mapping, body: kopf.Body, event: Mapping, **kwargs: Any
 ) -> None:
@@ -163,6 +163,16 @@ async def child_changed(
         controller.kube.forget((body["kind"], namespace, name))
     # A short delay folds the burst of events one rollout step causes into one pass.
     controller.queue.add((namespace, labels[render.LABEL_MS]), delay=0.2)
+
+
+@kopf.on.event("v1", "pods", labels=CHILD)
+async def pod_changed(
+    namespace: str, name: str, labels: Mapping, status: Mapping, event: Mapping, **kwargs: Any
+) -> None:
+    remember(kwargs)
+    pod = slim_pod(name, labels, status)
+    if controller.failing_pods.wakes(namespace, name, pod, event.get("type") == "DELETED"):
+        controller.queue.add((namespace, labels[render.LABEL_MS]), delay=0.2)
 
 
 # -- lifecycle -----------------------------------------------------------------------------

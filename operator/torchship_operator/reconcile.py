@@ -178,6 +178,8 @@ def first_status_hold(
     """Seconds left to hold a new ModelService's first status, or None to write it now."""
     if previous.get("conditions"):
         return None
+    if (body.get("spec") or {}).get("autoscaling"):
+        return None  # its HPA reads the scale selector from status: at once
     ready = next(c for c in new["conditions"] if c["type"] == "Ready")
     if ready["reason"] != "RolloutInProgress":
         return None

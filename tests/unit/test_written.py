@@ -93,3 +93,9 @@ def test_only_the_first_status_is_held():
     now = 1_800_000_000.0
     previous = status("Ready")
     assert first_status_hold(body(now), previous, status("RolloutInProgress"), now) is None
+
+
+def test_an_autoscaled_modelservice_gets_its_status_at_once():
+    now = 1_800_000_000.0
+    autoscaled = body(now) | {"spec": {"autoscaling": {"maxReplicas": 3}}}
+    assert first_status_hold(autoscaled, {}, status("RolloutInProgress"), now) is None

@@ -202,8 +202,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.lifetime = 30
     settings.peering.mandatory = config.leader_election
     start_http_server(config.metrics_port)
-    # One connection and one thread for each worker's call in flight.
-    controller.kube = Kube(make_api_client(pool_size=config.workers), threads=config.workers)
+    # One connection and one thread for each call in flight: two per worker (a pass applies
+    # its Service and Deployment at once).
+    calls = 2 * config.workers
+    controller.kube = Kube(make_api_client(pool_size=calls), threads=calls)
     if config.leader_election:
         await controller.kube.ensure_peering(config.peering_name, config.namespaces)
     if config.namespaces:

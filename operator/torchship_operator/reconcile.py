@@ -6,8 +6,9 @@ the same on create, update, resume after a restart, and after any child's change
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -234,10 +235,13 @@ async def apply_children(
     scales, prunes, the HPA. Raises `Refused` at the first write the API server refuses."""
     live = {d["metadata"]["labels"][render.LABEL_REVISION]: d for d in observed.deployments}
     wanted = render.render(owner, spec, image, decision.replicas, decision.serving)
-    applied = await kube.apply(wanted.service, first(observed.services))
-    note_apply(outcome, "Service", owner.name, applied)
     current = live.get(desired)
-    applied = await kube.apply(wanted.deployment, current)
+    # The two are independent: applied at once, a pass costs one round trip, not two.
+    service, applied = await both(
+        kube.apply(wanted.service, first(observed.services)),
+        kube.apply(wanted.deployment, current),
+    )
+    note_apply(outcome, "Service", owner.name, service)
     note_apply(outcome, "Deployment", wanted.deployment["metadata"]["name"], applied)
     replicas = wanted.deployment["spec"]["replicas"]
     if applied is Applied.CREATED:
@@ -265,6 +269,15 @@ async def apply_children(
         outcome.emit(event.type, event.reason, event.message)
 
     await reconcile_hpa(owner, spec, observed, kube, outcome)
+
+
+async def both(first: Awaitable[Applied], second: Awaitable[Applied]) -> tuple[Applied, Applied]:
+    """Await both; when either fails, raise the first one's error (in argument order)."""
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results[0], results[1]
 
 
 def rollout_step(decision: rollout.Decision) -> status.Failure | None:

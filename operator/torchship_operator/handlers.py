@@ -17,12 +17,13 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from . import api, phases, render, starts
+from . import api, phases, render, selection, starts
 from .kube import Kube, make_api_client
-from .metrics import MODELSERVICES, QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
+from .metrics import CACHED, MODELSERVICES, QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from .reconcile import Event, Observed, now_iso, reconcile
 from .settings import Settings
 from .vocabulary import one_line
+from .wakeups import FailingPods
 from .workqueue import WorkQueue
 
 log = logging.getLogger("torchship")
@@ -40,6 +41,7 @@ class Controller:
         self.kube: Kube | None = None
         self.indexes: dict[str, kopf.Index] = {}
         self.readiness: dict[Hashable, bool] = {}
+        self.failing_pods = FailingPods()
         self.workers: list[asyncio.Task] = []
         self.starts = starts.StartEvents()
 
@@ -77,18 +79,28 @@ async def modelservice_index(namespace: str, name: str, body: kopf.Body, **_: An
     return {(namespace, name): slim(body)}
 
 
-@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+# The child indexes take every event their watch delivers (no client-side `labels=`), so that
+# `selection.seen` counts whatever the API server sends; the selector makes that ours alone.
+
+
+@kopf.index("apps", "v1", "deployments")
 async def deployment_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
+    if not selection.seen("deployments", labels):
+        return {}
     return {(namespace, labels[render.LABEL_MS]): slim(body)}
 
 
-@kopf.index("v1", "services", labels=MANAGED)
+@kopf.index("v1", "services")
 async def service_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
+    if not selection.seen("services", labels):
+        return {}
     return {(namespace, labels[render.LABEL_MS]): slim(body)}
 
 
-@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
 async def hpa_index(namespace: str, labels: Mapping, body: kopf.Body, **_: Any) -> dict:
+    if not selection.seen("horizontalpodautoscalers", labels):
+        return {}
     return {(namespace, labels[render.LABEL_MS]): slim(body)}
 
 
@@ -97,10 +109,16 @@ def last_words(container_status: Mapping[str, Any]) -> str:
     return terminated.get("message", "")
 
 
-@kopf.index("v1", "pods", labels=CHILD)
+@kopf.index("v1", "pods")
 async def pod_index(
     namespace: str, name: str, labels: Mapping, spec: Mapping, status: Mapping, **_: Any
 ) -> dict:
+    if not selection.seen("pods", labels):
+        return {}
+    return {(namespace, labels[render.LABEL_MS]): slim_pod(name, labels, spec, status)}
+
+
+def slim_pod(name: str, labels: Mapping, spec: Mapping, status: Mapping) -> dict[str, Any]:
     # Only what status reasons need: a pod cache stays small at a thousand ModelServices.
     slim_status = {
         "conditions": [c for c in status.get("conditions", []) if c.get("type") == "PodScheduled"],
@@ -116,12 +134,10 @@ async def pod_index(
         ],
     }
     return {
-        (namespace, labels[render.LABEL_MS]): {
-            "metadata": {"name": name, "labels": dict(labels)},
-            "status": slim_status,
-            # The start phase's signals (container states and times), for phases.py.
-            "start": phases.facts(spec, status),
-        }
+        "metadata": {"name": name, "labels": dict(labels)},
+        "status": slim_status,
+        # The start phase's signals (container states and times), for phases.py.
+        "start": phases.facts(spec, status),
     }
 
 
@@ -131,22 +147,47 @@ async def pod_index(
 def remember(kwargs: Mapping[str, Any]) -> None:
     if not controller.indexes:
         controller.indexes = {k: v for k, v in kwargs.items() if k.endswith("_index")}
+        for name, index in controller.indexes.items():
+            CACHED.labels(name.removesuffix("_index")).set_function(
+                lambda index=index: sum(len(store) for store in index.values())
+            )
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-async def modelservice_changed(namespace: str, name: str, **kwargs: Any) -> None:
+async def modelservice_changed(namespace: str, name: str, event: Mapping, **kwargs: Any) -> None:
     remember(kwargs)
+    if event.get("type") == "DELETED" and controller.kube is not None:
+        controller.kube.forget((api.KIND, namespace, name))
     controller.queue.add((namespace, name))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
-@kopf.on.event("v1", "pods", labels=CHILD)
-async def child_changed(namespace: str, labels: Mapping, **kwargs: Any) -> None:
+async def child_changed(
+    namespace: str, name: str, labels: Mapping, body: kopf.Body, event: Mapping, **kwargs: Any
+) -> None:
     remember(kwargs)
+    if event.get("type") == "DELETED" and controller.kube is not None:
+        controller.kube.forget((body["kind"], namespace, name))
     # A short delay folds the burst of events one rollout step causes into one pass.
     controller.queue.add((namespace, labels[render.LABEL_MS]), delay=0.2)
+
+
+@kopf.on.event("v1", "pods", labels=CHILD)
+async def pod_changed(
+    namespace: str,
+    name: str,
+    labels: Mapping,
+    spec: Mapping,
+    status: Mapping,
+    event: Mapping,
+    **kwargs: Any,
+) -> None:
+    remember(kwargs)
+    pod = slim_pod(name, labels, spec, status)
+    if controller.failing_pods.wakes(namespace, name, pod, event.get("type") == "DELETED"):
+        controller.queue.add((namespace, labels[render.LABEL_MS]), delay=0.2)
 
 
 # -- lifecycle -----------------------------------------------------------------------------
@@ -164,6 +205,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
+    selection.select_children(settings)  # the API server sends only our children
     settings.networking.request_timeout = 60
     # kopf runs one worker per object with events; each lingers `idle_timeout` for more. A
     # worker limit would make thousands of children wait in line behind lingering workers,
@@ -175,8 +217,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.lifetime = 30
     settings.peering.mandatory = config.leader_election
     start_http_server(config.metrics_port)
-    # One connection and one thread for each worker's call in flight.
-    controller.kube = Kube(make_api_client(pool_size=config.workers), threads=config.workers)
+    # One connection and one thread for each call in flight: two per worker (a pass applies
+    # its Service and Deployment at once).
+    calls = 2 * config.workers
+    controller.kube = Kube(make_api_client(pool_size=calls), threads=calls)
     if config.leader_election:
         await controller.kube.ensure_peering(config.peering_name, config.namespaces)
     if config.namespaces:

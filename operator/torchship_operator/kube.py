@@ -13,6 +13,7 @@ import enum
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -226,16 +227,75 @@ def refusals(kind: str, name: str) -> Iterator[None]:
         raise
 
 
+def resource_version(obj: Mapping[str, Any]) -> int | None:
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def newer(written: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
+    """Whether what a write returned is newer than the cached copy. Resource versions are
+    etcd revisions, so they order; one that does not parse leaves the cache in charge."""
+    ours, theirs = resource_version(written), resource_version(cached)
+    return ours is not None and theirs is not None and ours > theirs
+
+
+# How long what a write returned stands in for a watch cache that has not caught up yet.
+# Longer than any watch lag; short, so that an object deleted meanwhile is soon recreated.
+WRITTEN_SECONDS = 10.0
+
+Key = tuple[str, str, str]  # kind, namespace, name
+
+
+def key_of(obj: Mapping[str, Any]) -> Key:
+    meta = obj["metadata"]
+    return obj["kind"], meta.get("namespace", ""), meta["name"]
+
+
 class Kube:
     """Async facade over the (synchronous) official client: calls run in worker threads.
 
     A pool of its own, as large as the client's connection pool: asyncio's default executor
     has only a few threads on a small machine, and every reconcile worker would queue there.
+
+    It remembers, for a few seconds, the object each of its writes returned: a pass that runs
+    before the watch cache has seen our own write (another child's event came first) would
+    otherwise take the older copy for the truth and write the same thing again.
     """
 
     def __init__(self, api_client: client.ApiClient, threads: int = 32) -> None:
         self.api_client = api_client
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
+        self.written: dict[Key, tuple[float, dict[str, Any]]] = {}
+
+    def remember(self, written: dict[str, Any] | None) -> None:
+        if not written or "metadata" not in written or "kind" not in written:
+            return
+        key, now = key_of(written), time.monotonic()
+        meta = {k: v for k, v in written["metadata"].items() if k != "managedFields"}
+        self.written.pop(key, None)  # re-inserted last: the dict stays in order of time
+        self.written[key] = (now, {**written, "metadata": meta})
+        while (oldest := next(iter(self.written.values()))) and now - oldest[0] > WRITTEN_SECONDS:
+            del self.written[next(iter(self.written))]
+
+    def forget(self, key: Key) -> None:
+        """The object is gone (its watch said so): the cache is right about it now."""
+        self.written.pop(key, None)
+
+    def latest(self, key: Key, cached: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """The cached object, or what our last write of it returned when that is newer (or the
+        cache does not have it yet) and recent."""
+        entry = self.written.get(key)
+        if entry is None:
+            return cached
+        at, written = entry
+        if time.monotonic() - at > WRITTEN_SECONDS or (
+            cached is not None and not newer(written, cached)
+        ):
+            del self.written[key]  # the cache has caught up (or it is too old to trust)
+            return cached
+        return written
 
     async def _call(
         self, method: str, path: str, body: Any = None, content_type: str | None = None, **query
@@ -284,9 +344,10 @@ class Kube:
     async def apply(self, desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> Applied:
         """Server-side apply `desired` unless `live` already matches; says what it did."""
         desired = fingerprinted(desired)
+        meta = desired["metadata"]
+        live = self.latest((desired["kind"], meta["namespace"], meta["name"]), live)
         if live is not None and contains(live, desired):
             return Applied.UNCHANGED
-        meta = desired["metadata"]
         if live is not None:
             log.debug(
                 "%s %s/%s differs at %s",
@@ -297,7 +358,7 @@ class Kube:
             )
         base = PATHS[(desired["apiVersion"], desired["kind"])].format(namespace=meta["namespace"])
         with refusals(desired["kind"], meta["name"]):
-            await self._call(
+            written = await self._call(
                 "PATCH",
                 f"{base}/{meta['name']}",
                 body=desired,
@@ -305,6 +366,7 @@ class Kube:
                 fieldManager=FIELD_MANAGER,
                 force="true",
             )
+        self.remember(written)
         return Applied.CREATED if live is None else classify(desired, live)
 
     async def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
@@ -358,13 +420,14 @@ class Kube:
         self, namespace: str, name: str, previous: Mapping[str, Any], status: Mapping[str, Any]
     ) -> None:
         """Make the stored status `status`, sending only what changed from `previous`."""
-        await self._call(
+        written = await self._call(
             "PATCH",
             MS_PATH.format(namespace=namespace, name=name) + "/status",
             body={"status": merge_patch(previous, status)},
             content_type="application/merge-patch+json",
             fieldManager=FIELD_MANAGER,
         )
+        self.remember(written)
 
     async def allowed(self, verb: str, group: str, resource: str) -> bool:
         """Whether this identity may `verb` `resource` cluster-wide (a SelfSubjectAccessReview,

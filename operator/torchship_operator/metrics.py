@@ -17,3 +17,7 @@ WRITES = Counter(
 )  # e.g. resource="deployments", "deployments/scale", "modelservices/status", "events"
 MODELSERVICES = Gauge("torchship_modelservices", "ModelServices by readiness.", ["ready"])
 QUEUE_DEPTH = Gauge("torchship_workqueue_depth", "Keys waiting to be reconciled.")
+WATCH_EVENTS = Counter(
+    "torchship_watch_events", "Watch events received about child kinds.", ["resource", "ours"]
+)  # ours="false": an object that is no child; zero while the API server selects
+CACHED = Gauge("torchship_cached_objects", "Objects held in each watch cache.", ["cache"])

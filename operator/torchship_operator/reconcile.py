@@ -6,8 +6,9 @@ the same on create, update, resume after a restart, and after any child's change
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,14 @@ log = logging.getLogger("torchship.reconcile")
 CACHE_POLL_SECONDS = 5.0
 # ... and after it failed, for a person deleting it to start a new one.
 CACHE_FAILED_POLL_SECONDS = 30.0
+
+# A new ModelService's first status is held this long after its creation while all it would
+# say is "pods coming up": most first revisions are Ready by then, and one status write
+# (Ready) replaces two (RolloutInProgress, then Ready). A failure is reported at once.
+FIRST_STATUS_GRACE = 15.0
+# Ready reasons of pods coming up as expected: routine, worth neither an Event nor a first
+# status of its own (waiting for a GPU is not routine: it may never come).
+COMING_UP = frozenset({"RolloutInProgress", *phases.START_REASONS} - {"WaitingForGPU"})
 
 
 @dataclass
@@ -65,7 +74,9 @@ def invalid_spec_message(error: ValidationError) -> str:
 
 
 async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: float) -> Outcome:
-    body = observed.body
+    meta = observed.body["metadata"]
+    # Our last status write, when the watch cache has not caught up with it yet.
+    body = kube.latest((api.KIND, meta["namespace"], meta["name"]), observed.body) or observed.body
     owner = owner_of(body)
     previous = body.get("status") or {}
     outcome = Outcome(ready=False)
@@ -98,6 +109,7 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         promoted_step=spec.rollout.promoted_step,
     )
 
+    first_revision = not (previous.get("rollout") or {}).get("stableRevision")
     try:
         filling = await reconcile_cache(owner, spec, image, decision, observed, kube, outcome)
         await apply_children(owner, spec, image, desired, decision, observed, kube, outcome)
@@ -124,12 +136,38 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         decision.state.to_dict(),
         offer,
     )
-    await write_status(kube, owner, previous, new_status, outcome)
     outcome.requeue_after = decision.requeue_after
     if filling is not None:  # the fill Job is not watched: asked again while it runs or failed
         poll = CACHE_POLL_SECONDS if filling is True else CACHE_FAILED_POLL_SECONDS
         outcome.requeue_after = min(outcome.requeue_after or poll, poll)
+    if first_revision:
+        # Its RevisionCreated said it began and its Ready condition says it is done.
+        outcome.events = [e for e in outcome.events if e.reason != "RolloutComplete"]
+    hold = first_status_hold(body, previous, new_status, now)
+    if hold is not None:
+        outcome.requeue_after = min(hold, outcome.requeue_after or hold)
+        return outcome
+    await write_status(kube, owner, previous, new_status, outcome)
     return outcome
+
+
+def first_status_hold(
+    body: Mapping[str, Any], previous: Mapping[str, Any], new: Mapping[str, Any], now: float
+) -> float | None:
+    """Seconds left to hold a new ModelService's first status, or None to write it now."""
+    if previous.get("conditions"):
+        return None
+    if (body.get("spec") or {}).get("autoscaling"):
+        return None  # its HPA reads the scale selector from status: at once
+    ready = next(c for c in new["conditions"] if c["type"] == "Ready")
+    if ready["reason"] not in COMING_UP:
+        return None
+    created = body["metadata"].get("creationTimestamp")
+    if not created:
+        return None
+    age = now - datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    left = FIRST_STATUS_GRACE - age
+    return left if left > 0 else None
 
 
 def refused_status(
@@ -195,10 +233,13 @@ async def apply_children(
     scales, prunes, the HPA. Raises `Refused` at the first write the API server refuses."""
     live = {revision_of(d): d for d in observed.deployments}
     wanted = render.render(owner, spec, image, decision.replicas, decision.serving)
-    applied = await kube.apply(wanted.service, first(observed.services))
-    note_apply(outcome, "Service", owner.name, applied)
     current = live.get(desired)
-    applied = await kube.apply(wanted.deployment, current)
+    # The two are independent: applied at once, a pass costs one round trip, not two.
+    service, applied = await both(
+        kube.apply(wanted.service, first(observed.services)),
+        kube.apply(wanted.deployment, current),
+    )
+    note_apply(outcome, "Service", owner.name, service)
     note_apply(outcome, "Deployment", wanted.deployment["metadata"]["name"], applied)
     replicas = wanted.deployment["spec"]["replicas"]
     if applied is Applied.CREATED:
@@ -236,6 +277,16 @@ async def gpu_offer(pods: Sequence[Mapping[str, Any]], revision: str, kube: Kube
             continue
         if phases.pod_start(start).phase == "WaitingForGPU":
             return await offers.describe(kube, start["gpu"])
+
+
+async def both(first: Awaitable[Applied], second: Awaitable[Applied]) -> tuple[Applied, Applied]:
+    """Await both; when either fails, raise the first one's error (in argument order)."""
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results[0], results[1]
+
     return None
 
 
@@ -354,9 +405,8 @@ async def write_status(
     # otherwise cost a thousand more writes).
     changed = old_ready is None or old_ready["reason"] != ready["reason"]
     # Start phases are told by their own Events, with durations (starts.py).
-    coming_up = {"RolloutInProgress", *phases.START_REASONS} - {"WaitingForGPU"}
-    routine = ready["reason"] in coming_up or (
-        ready["reason"] == "Ready" and (old_ready is None or old_ready["reason"] in coming_up)
+    routine = ready["reason"] in COMING_UP or (
+        ready["reason"] == "Ready" and (old_ready is None or old_ready["reason"] in COMING_UP)
     )
     if changed and not routine:
         degraded = next(c for c in new["conditions"] if c["type"] == "Degraded")

@@ -24,7 +24,7 @@ class Settings(BaseModel):
     """Run several replicas of which one acts (kopf peering)."""
     peering_name: str = "torchship"
     """Name of the peering object the replicas share."""
-    workers: int = Field(default=8, ge=1, le=256)
+    workers: int = Field(default=16, ge=1, le=256)
     """ModelServices reconciled at once."""
 
     model_config = ConfigDict(use_attribute_docstrings=True)

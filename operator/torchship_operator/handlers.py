@@ -33,13 +33,13 @@ CHILD = {render.LABEL_MS: kopf.PRESENT}
 
 
 class Controller:
-    """Process-wide state: settings, client, queue and the kopf indexes once known."""
+    """Process-wide state: settings, client, queue and kopf's indexes (live views)."""
 
-    def __init__(self) -> None:
-        self.settings = Settings.from_env()
+    def __init__(self, settings: Settings, indexes: Mapping[str, kopf.Index]) -> None:
+        self.settings = settings
         self.queue = WorkQueue()
         self.kube: Kube | None = None
-        self.indexes: dict[str, kopf.Index] = {}
+        self.indexes = dict(indexes)
         self.readiness: dict[Hashable, bool] = {}
         self.failing_pods = FailingPods()
         self.workers: list[asyncio.Task] = []
@@ -62,7 +62,9 @@ class Controller:
         )
 
 
-controller = Controller()
+# Built at start-up (configure), when the settings are read and kopf hands over its indexes;
+# kopf starts its watches, and so every other handler, only after that.
+controller: Controller
 
 
 # -- watch caches ---------------------------------------------------------------------------
@@ -144,18 +146,8 @@ def slim_pod(name: str, labels: Mapping, spec: Mapping, status: Mapping) -> dict
 # -- events -> queue -----------------------------------------------------------------------
 
 
-def remember(kwargs: Mapping[str, Any]) -> None:
-    if not controller.indexes:
-        controller.indexes = {k: v for k, v in kwargs.items() if k.endswith("_index")}
-        for name, index in controller.indexes.items():
-            CACHED.labels(name.removesuffix("_index")).set_function(
-                lambda index=index: sum(len(store) for store in index.values())
-            )
-
-
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-async def modelservice_changed(namespace: str, name: str, event: Mapping, **kwargs: Any) -> None:
-    remember(kwargs)
+async def modelservice_changed(namespace: str, name: str, event: Mapping, **_: Any) -> None:
     if event.get("type") == "DELETED" and controller.kube is not None:
         controller.kube.forget((api.KIND, namespace, name))
     controller.queue.add((namespace, name))
@@ -165,9 +157,8 @@ async def modelservice_changed(namespace: str, name: str, event: Mapping, **kwar
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
 async def child_changed(
-    namespace: str, name: str, labels: Mapping, body: kopf.Body, event: Mapping, **kwargs: Any
+    namespace: str, name: str, labels: Mapping, body: kopf.Body, event: Mapping, **_: Any
 ) -> None:
-    remember(kwargs)
     if event.get("type") == "DELETED" and controller.kube is not None:
         controller.kube.forget((body["kind"], namespace, name))
     # A short delay folds the burst of events one rollout step causes into one pass.
@@ -182,9 +173,8 @@ async def pod_changed(
     spec: Mapping,
     status: Mapping,
     event: Mapping,
-    **kwargs: Any,
+    **_: Any,
 ) -> None:
-    remember(kwargs)
     pod = slim_pod(name, labels, spec, status)
     if controller.failing_pods.wakes(namespace, name, pod, event.get("type") == "DELETED"):
         controller.queue.add((namespace, labels[render.LABEL_MS]), delay=0.2)
@@ -194,7 +184,15 @@ async def pod_changed(
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    global controller
+    # kopf passes its indexes to every handler by name, start-up handlers included.
+    indexes = {name: index for name, index in kwargs.items() if name.endswith("_index")}
+    controller = Controller(Settings.from_env(), indexes)
+    for name, index in indexes.items():
+        CACHED.labels(name.removesuffix("_index")).set_function(
+            lambda index=index: sum(len(store) for store in index.values())
+        )
     config = controller.settings
     logging.getLogger().setLevel(config.log_level.upper())
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per event otherwise
@@ -261,7 +259,8 @@ async def stop(**_: Any) -> None:
 
 @kopf.on.probe(id="workqueue")
 def workqueue_depth(**_: Any) -> int:
-    return len(controller.queue)
+    # kopf's liveness endpoint may be asked before start-up has built the controller.
+    return len(controller.queue) if "controller" in globals() else 0
 
 
 # -- workers ---------------------------------------------------------------------------------

@@ -14,14 +14,10 @@ Job's download serves both pods.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.server
 import json
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -29,7 +25,8 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "tests"), str(ROOT / "tests" / "node")]
-import testenv  # noqa: E402 (hack/ is not a package)
+import harness  # noqa: E402 (hack/ is not a package)
+import testenv  # noqa: E402
 from integration.conftest import install_crds, start_operator, stop_operator  # noqa: E402
 from workload import RUNTIME_IMAGE, model_service, pods, ready  # noqa: E402
 
@@ -46,36 +43,6 @@ def model_file(path: Path, megabytes: int) -> Path:
             p.normal_(0, 0.01)
     torch.jit.save(torch.jit.script(mlp.eval()), str(path))
     return path
-
-
-@contextlib.contextmanager
-def throttled_server(address: str, root: Path, rate: float, hits: list[str]) -> Iterator[str]:
-    chunk = 1 << 20
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def copyfile(self, source, destination) -> None:
-            hits.append(self.path)
-            started, sent = time.monotonic(), 0
-            while block := source.read(chunk):
-                destination.write(block)
-                sent += len(block)
-                ahead = sent / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer((address, 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{address}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def wait(predicate, timeout: float, what: str):
@@ -131,7 +98,7 @@ def main() -> None:
             hits: list[str] = []
             rate = args.rate_mbps * 1e6
             results = {}
-            with throttled_server(plane.node.slot.host_ip, www, rate, hits) as base:
+            with harness.file_server(www, plane.node.slot.host_ip, hits=hits, rate=rate) as base:
                 cached = {"size": "10Gi", "storageClassName": CLASS}
                 for case, cache in (("without", None), ("with", cached)):
                     ns = f"bench-{case}"

@@ -6,12 +6,14 @@ pods run them, and the benchmark MLP. Standard library only; `mlp` imports torch
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -217,6 +219,53 @@ def start_operator(env: Mapping[str, str], log: Path, **settings: str) -> Operat
         stderr=subprocess.STDOUT,
     )
     return OperatorProcess(proc, log, metrics_port, health_port)
+
+
+@contextlib.contextmanager
+def file_server(
+    root: Path,
+    address: str = "127.0.0.1",
+    *,
+    hits: list[str] | None = None,
+    delay: float = 0.0,
+    rate: float | None = None,
+) -> Iterator[str]:
+    """A web server for the files under `root` on `address` (loopback, or the host's address
+    towards the real node); yields its base URL. Each request's path goes into `hits`; every
+    answer waits `delay` seconds first and, with `rate` (bytes per second), is sent no faster
+    than a remote store would send it."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def do_GET(self) -> None:
+            if hits is not None:
+                hits.append(self.path)
+            time.sleep(delay)
+            super().do_GET()
+
+        def copyfile(self, source: Any, destination: Any) -> None:
+            if rate is None:
+                return super().copyfile(source, destination)
+            started, sent = time.monotonic(), 0
+            while block := source.read(1 << 20):
+                destination.write(block)
+                sent += len(block)
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((address, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{address}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # -- the benchmark model ----------------------------------------------------------------------

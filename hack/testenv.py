@@ -379,6 +379,27 @@ class ControlPlane:
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
         )  # fmt: skip
 
+    def writable_volume(self, name: str, storage_class: str, size: str = "1Gi") -> Path:
+        """A ReadWriteMany PersistentVolume of `storage_class` for a claim of that class to bind
+        (there is no provisioner here): a directory here that the pods' uid may write."""
+        root = self.workdir / "volumes" / name
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o777)
+        pv = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": size},
+                "accessModes": ["ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": storage_class,
+                "hostPath": {"path": str(root), "type": "Directory"},
+            },
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(pv))
+        return root
+
     @contextlib.contextmanager
     def port_forward(self, namespace: str, target: str, port: int, timeout: float = 60):
         """`kubectl port-forward` of `target` (svc/NAME, pod/NAME) to a free loopback port;

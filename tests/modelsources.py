@@ -5,35 +5,19 @@ server (moto; the same bucket and key), pvc:// as a file under the mount root.""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from harness import file_server
 from podenv import pvc_file
 
 LOOPBACK = "127.0.0.1"
 
 
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def web_server(root: Path) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(
-        (LOOPBACK, 0), lambda *a, **k: Quiet(*a, directory=str(root), **k)
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{LOOPBACK}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def web_server(root: Path) -> contextlib.AbstractContextManager[str]:
+    return file_server(root, LOOPBACK)
 
 
 @contextlib.contextmanager

@@ -11,23 +11,6 @@ from helpers import condition, get_json, wait_for
 CLASS = "torchship-cache-test"
 
 
-def volume(control_plane, name: str) -> None:
-    """A volume of the test's storage class, for the cache claim to bind (no provisioner)."""
-    pv = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": name},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteMany"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": CLASS,
-            "hostPath": {"path": f"/tmp/{name}"},
-        },
-    }
-    control_plane.kubectl("apply", "-f", "-", input=json.dumps(pv))
-
-
 def msvc(version: str) -> str:
     return json.dumps(
         {
@@ -63,7 +46,7 @@ def test_a_cache_is_filled_once_mounted_read_only_and_follows_the_source(
 ):
     names = [f"{namespace}-cache-{i}" for i in range(2)]
     for pv in names:
-        volume(control_plane, pv)
+        control_plane.writable_volume(pv, CLASS)
     try:
         check_cache(control_plane, namespace)
     finally:

@@ -6,18 +6,14 @@ tests/integration/test_examples.py."""
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import json
-import threading
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import modelfiles
 import pytest
 import yaml
+from harness import file_server
 from helpers import get_json
 from integration.test_examples import EXAMPLES, check_listing, needs_gpu, the_modelservice
 
@@ -26,27 +22,6 @@ FILE_EXAMPLES = [e for e in EXAMPLES if e.id != "readme" and not e.id.startswith
 CPU_EXAMPLES = [e for e in FILE_EXAMPLES if not needs_gpu(the_modelservice(e.manifest(None), "x"))]
 
 pytestmark = pytest.mark.usefixtures("real_operator")
-
-
-@contextlib.contextmanager
-def model_server(address: str, root: Path, hits: list[str]) -> Iterator[str]:
-    """A web server for the pods, on the host's address towards the node."""
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args) -> None:
-            hits.append(self.path)
-
-    server = http.server.ThreadingHTTPServer((address, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{address}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize("example", CPU_EXAMPLES, ids=lambda e: e.id)
@@ -60,7 +35,7 @@ def test_a_cpu_example_is_served_by_its_pods(real_plane, restricted_namespace, e
     served.parent.mkdir(parents=True)
     served.write_bytes(model_file.path.read_bytes())
     hits: list[str] = []
-    with model_server(real_plane.node.slot.host_ip, tmp_path / "www", hits) as base:
+    with file_server(tmp_path / "www", real_plane.node.slot.host_ip, hits=hits) as base:
         # Same path, this machine's server instead of the example's host.
         model["uri"] = f"{base}{path}"
         real_plane.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(body))

@@ -8,32 +8,12 @@ import json
 import re
 
 import pytest
+from harness import file_server
 from helpers import condition, get_json, wait_for
-from test_examples_on_the_node import model_server
 from workload import model_service, pods, ready
 
 pytestmark = pytest.mark.usefixtures("real_operator")
 CLASS = "torchship-node-cache"
-
-
-def cache_volume(plane, name: str) -> None:
-    """A volume on the node for the cache claim to bind: a directory the pods' uid may write."""
-    root = plane.workdir / "volumes" / name
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o777)
-    pv = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": name},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteMany"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": CLASS,
-            "hostPath": {"path": str(root), "type": "Directory"},
-        },
-    }
-    plane.kubectl("apply", "-f", "-", input=json.dumps(pv))
 
 
 def test_scaling_from_one_to_three_downloads_the_model_once(
@@ -43,10 +23,10 @@ def test_scaling_from_one_to_three_downloads_the_model_once(
     www = tmp_path / "www"
     www.mkdir()
     (www / "mlp.pt").write_bytes(mlp_file.read_bytes())
-    cache_volume(real_plane, f"{ns}-cache")
+    real_plane.writable_volume(f"{ns}-cache", CLASS)
     hits: list[str] = []
     try:
-        with model_server(real_plane.node.slot.host_ip, www, hits) as base:
+        with file_server(www, real_plane.node.slot.host_ip, hits=hits) as base:
             cache = {"size": "1Gi", "storageClassName": CLASS}
             manifest = json.loads(model_service(name, f"{base}/mlp.pt"))
             manifest["spec"]["model"]["cache"] = cache
@@ -92,9 +72,9 @@ def test_a_failed_fill_reports_the_jobs_reason_and_the_fetchs_words(
     ns, name = restricted_namespace, "nofill"
     www = tmp_path / "www"
     www.mkdir()
-    cache_volume(real_plane, f"{ns}-cache")
+    real_plane.writable_volume(f"{ns}-cache", CLASS)
     try:
-        with model_server(real_plane.node.slot.host_ip, www, []) as base:
+        with file_server(www, real_plane.node.slot.host_ip) as base:
             manifest = json.loads(model_service(name, f"{base}/missing.pt"))
             manifest["spec"]["model"]["cache"] = {"size": "1Gi", "storageClassName": CLASS}
             real_plane.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))

@@ -4,43 +4,16 @@ Events give each finished phase's duration."""
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import re
-import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from harness import file_server
 from helpers import condition, get_json, wait_for
 from workload import model_service
 
 pytestmark = pytest.mark.usefixtures("real_operator")
 DELAY = 6.0  # seconds the server waits before it sends the model
-
-
-@contextlib.contextmanager
-def slow_model_server(address: str, root: Path, hits: list[str]) -> Iterator[str]:
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            time.sleep(DELAY)
-            super().do_GET()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer((address, 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{address}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def operator_events(plane, ns: str, name: str) -> dict[str, str]:
@@ -62,7 +35,7 @@ def test_downloading_then_loading_then_ready_with_durations(
     (www / "mlp.pt").write_bytes(mlp_file.read_bytes())
     hits: list[str] = []
     reasons: list[str] = []
-    with slow_model_server(real_plane.node.slot.host_ip, www, hits) as base:
+    with file_server(www, real_plane.node.slot.host_ip, hits=hits, delay=DELAY) as base:
         real_plane.kubectl(
             "apply", "-n", ns, "-f", "-", input=model_service(name, f"{base}/mlp.pt")
         )

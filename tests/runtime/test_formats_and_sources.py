@@ -3,11 +3,9 @@ model directly; metadata names the model's real tensors."""
 
 from __future__ import annotations
 
-import http.server
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from harness import file_server
 from served import (
     WIDTH,
     entrypoint_env,
@@ -333,31 +332,16 @@ def test_a_start_up_failure_leaves_its_reason_in_the_termination_message(tmp_pat
     assert "model_format" in invalid.read_text()
 
 
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
 def test_http_source_downloads_once_into_the_cache(tmp_path, start_runtime):
     www = tmp_path / "www"
     www.mkdir()
     model = mlp()
     save_torchscript(model, www / "mlp.pt")
-    port = free_port()
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", port), lambda *a, **k: Quiet(*a, directory=str(www), **k)
-    )
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    env = torchscript_env(tmp_path, "web") | {
-        "TORCHSHIP_MODEL_URI": f"http://127.0.0.1:{port}/mlp.pt"
-    }
-    try:
+    with file_server(www) as base:
+        env = torchscript_env(tmp_path, "web") | {"TORCHSHIP_MODEL_URI": f"{base}/mlp.pt"}
         first = start_runtime(**env).wait_ready()
         check(first.url, "web", model)
         first.stop()
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     cached = [p.name for p in (tmp_path / "cache").iterdir()]
     assert len(cached) == 1 and cached[0].endswith("-mlp.pt")
     # The web server is gone: the second start reads the cache alone.

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .vocabulary import one_line
+
 FETCH_CONTAINER = "fetch"
 RUNTIME_CONTAINER = "runtime"
 
@@ -43,7 +45,6 @@ FAILING_WAIT_REASONS = frozenset(
     }
 )
 IMAGE_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName"})
-MESSAGE_LIMIT = 300
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _container(status: Mapping[str, Any], init: bool) -> dict[str, Any]:
                 "exitCode": terminated.get("exitCode", 0),
                 "startedAt": terminated.get("startedAt"),
                 "finishedAt": terminated.get("finishedAt"),
-                "message": (terminated.get("message") or "").strip()[-MESSAGE_LIMIT:],
+                "message": one_line(terminated.get("message") or ""),
             }
     return out
 

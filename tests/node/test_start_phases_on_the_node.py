@@ -12,8 +12,12 @@ from harness import file_server
 from helpers import condition, get_json, wait_for
 from workload import model_service
 
+from torchship_operator.reconcile import FIRST_STATUS_GRACE
+
 pytestmark = pytest.mark.usefixtures("real_operator")
-DELAY = 6.0  # seconds the server waits before it sends the model
+# Seconds the server waits before it sends the model: longer than a new ModelService's first
+# status is held while its pods come up as expected, so that Downloading is written.
+DELAY = FIRST_STATUS_GRACE + 6.0
 
 
 def operator_events(plane, ns: str, name: str) -> dict[str, str]:
@@ -49,7 +53,7 @@ def test_downloading_then_loading_then_ready_with_durations(
                 break
             time.sleep(0.5)
     assert hits == ["/mlp.pt"]  # fetched once, by the init container
-    # In order; a short phase may pass between two looks, Downloading (6 s) may not.
+    # In order; a short phase may pass between two looks, Downloading (21 s) may not.
     order = ["PullingImage", "Downloading", "Loading", "WarmingUp", "Ready"]
     seen = [r for r in reasons if r in order]
     assert seen == sorted(seen, key=order.index), reasons

@@ -286,4 +286,9 @@ def test_fuzzed_specs_are_rejected_clearly_or_reconciled(fuzz_operator):
     time.sleep(10)
     fresh = plane.audit_events()[before:]
     operator_writes = [e for e in fresh if e["user"]["username"] == "torchship-operator"]
-    assert len(operator_writes) <= 3, operator_writes
+    # Pods still coming up (a start phase, a GPU freed elsewhere) may each move one status on;
+    # a retry loop would write the same object again and again.
+    per_object = Counter(
+        (e["objectRef"].get("resource"), e["objectRef"].get("name")) for e in operator_writes
+    )
+    assert all(count <= 2 for count in per_object.values()), per_object

@@ -150,10 +150,14 @@ class RuntimeProcess:
             raise RuntimeError(f"runtime exited {self.proc.returncode}:\n{self.output()}")
 
     def wait_ready(self, timeout: float = 90) -> RuntimeProcess:
+        return self.wait_for("/v2/health/ready", timeout)
+
+    def wait_for(self, path: str, timeout: float = 90) -> RuntimeProcess:
+        """Until `path` answers 200 (a health endpoint: ready, live, started)."""
         context = unverified() if self.tls else None
         try:
             wait_http(
-                f"{self.url}/v2/health/ready",
+                f"{self.url}{path}",
                 timeout=timeout,
                 alive=self.alive,
                 context=context,

@@ -3,6 +3,8 @@ the tests build in temporary directories."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -15,6 +17,7 @@ __all__ = [
     "ECHO",
     "WIDTH",
     "Runtime",
+    "echo_serving",
     "entrypoint_env",
     "free_port",
     "handler_env",
@@ -64,3 +67,11 @@ def handler_env(workdir: Path, entrypoint: str, name: str, **extra: str) -> dict
     """A handler class (its module in `workdir`) that needs no model file."""
     (workdir / "unused.bin").write_bytes(b"")
     return entrypoint_env(workdir / "unused.bin", "handler", entrypoint, name, **extra)
+
+
+@contextlib.contextmanager
+def echo_serving(workdir: Path) -> Iterator[Runtime]:
+    """The ECHO handler served from `workdir`, as model "echo"."""
+    (workdir / "echo.py").write_text(ECHO)
+    with serving(workdir, **handler_env(workdir, "echo:Echo", "echo")) as running:
+        yield running

@@ -309,27 +309,22 @@ def test_settings_nothing_would_apply_are_refused_at_load(tmp_path, start_runtim
 
 
 def test_a_start_up_failure_leaves_its_reason_in_the_termination_message(tmp_path, start_runtime):
-    unloadable = tmp_path / "unloadable"
-    running = start_runtime(
-        TORCHSHIP_MODEL_URI=str(tmp_path / "missing.pt"),
-        TORCHSHIP_MODEL_FORMAT="torchscript",
-        TORCHSHIP_MODEL_NAME="m",
-        TORCHSHIP_TERMINATION_MESSAGE_PATH=str(unloadable),
-    )
-    assert running.proc.wait(timeout=60) == 1
-    text = unloadable.read_text()
-    assert text.startswith("the model could not be loaded (torchscript from "), text
-    assert "missing.pt" in text
-    invalid = tmp_path / "invalid"
-    running = start_runtime(
-        TORCHSHIP_MODEL_URI=str(tmp_path / "missing.pt"),
-        TORCHSHIP_MODEL_FORMAT="onnx",
-        TORCHSHIP_MODEL_NAME="m",
-        TORCHSHIP_TERMINATION_MESSAGE_PATH=str(invalid),
-    )
-    assert running.proc.wait(timeout=60) == 2
-    assert invalid.read_text().startswith("torchship-runtime: invalid settings:")
-    assert "model_format" in invalid.read_text()
+    cases = {  # format -> exit code, what the message starts with
+        "torchscript": (1, "the model could not be loaded (torchscript from "),
+        "onnx": (2, "torchship-runtime: invalid settings:"),
+    }
+    for fmt, (code, head) in cases.items():
+        message = tmp_path / f"termination-{fmt}"
+        running = start_runtime(
+            TORCHSHIP_MODEL_URI=str(tmp_path / "missing.pt"),
+            TORCHSHIP_MODEL_FORMAT=fmt,
+            TORCHSHIP_MODEL_NAME="m",
+            TORCHSHIP_TERMINATION_MESSAGE_PATH=str(message),
+        )
+        assert running.proc.wait(timeout=60) == code
+        text = message.read_text()
+        assert text.startswith(head), text
+        assert ("missing.pt" if code == 1 else "model_format") in text
 
 
 def test_http_source_downloads_once_into_the_cache(tmp_path, start_runtime):

@@ -21,7 +21,7 @@ import torch
 import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import save_torchscript, serving, torchscript_env
-from served import ECHO, WIDTH, handler_env, mlp, reference
+from served import WIDTH, echo_serving, mlp, reference
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
@@ -52,10 +52,7 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def echo(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("grpc-echo")
-    (tmp / "echo.py").write_text(ECHO)
-    env = handler_env(tmp, "echo:Echo", "echo")
-    with serving(tmp, **env) as running:
+    with echo_serving(tmp_path_factory.mktemp("grpc-echo")) as running:
         yield running
 
 

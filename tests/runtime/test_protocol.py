@@ -13,9 +13,8 @@ import orjson
 import pytest
 import torch
 from served import (
-    ECHO,
     WIDTH,
-    handler_env,
+    echo_serving,
     mlp,
     reference,
     save_torchscript,
@@ -38,10 +37,7 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def echo(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("echo")
-    (tmp / "echo.py").write_text(ECHO)
-    env = handler_env(tmp, "echo:Echo", "echo")
-    with serving(tmp, **env) as running:
+    with echo_serving(tmp_path_factory.mktemp("echo")) as running:
         yield running.url
 
 

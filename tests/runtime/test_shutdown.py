@@ -128,15 +128,8 @@ def test_health_tells_the_truth_while_loading_and_a_signal_then_exits_at_once(
     tmp_path, start_runtime
 ):
     running = start_runtime(**slow_handler(tmp_path, load=60, predict=0))
-    deadline = time.monotonic() + 60
-    while True:  # live as soon as the server listens, even though the model is loading
-        try:
-            if httpx.get(f"{running.url}/v2/health/live").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, running.output()
-        time.sleep(0.05)
+    # Live as soon as the server listens, even though the model is loading.
+    running.wait_for("/v2/health/live", timeout=60)
     assert httpx.get(f"{running.url}/v2/health/ready").status_code == 503
     assert httpx.get(f"{running.url}/v2/models/slow/ready").status_code == 503
     r = httpx.post(f"{running.url}/v2/models/slow/infer", json=X)

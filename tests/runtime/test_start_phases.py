@@ -108,15 +108,7 @@ def test_started_at_load_ready_after_the_warm_up_and_seconds_of_each(tmp_path, s
         TORCHSHIP_MODEL_ENTRYPOINT="slowhandler:Slow",
         TORCHSHIP_MODEL_NAME="slow",
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{runtime.url}/v2/health/started").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, runtime.output()
-        time.sleep(0.05)
+    runtime.wait_for("/v2/health/started", timeout=60)
     # Loaded, still warming up: the startup probe passes, readiness does not yet.
     assert httpx.get(f"{runtime.url}/v2/health/ready").status_code == 503
     runtime.wait_ready()

@@ -281,14 +281,23 @@ def test_fuzzed_specs_are_rejected_clearly_or_reconciled(fuzz_operator):
         ) and len(items) == len(accepted)
 
     wait_for(observed, timeout=90, interval=1)
-    # ...and then it is quiet: no hot retry loop against the API server.
-    before = len(plane.audit_events())
-    time.sleep(10)
-    fresh = plane.audit_events()[before:]
-    operator_writes = [e for e in fresh if e["user"]["username"] == "torchship-operator"]
-    # Pods still coming up (a start phase, a GPU freed elsewhere) may each move one status on;
-    # a retry loop would write the same object again and again.
-    per_object = Counter(
-        (e["objectRef"].get("resource"), e["objectRef"].get("name")) for e in operator_writes
-    )
-    assert all(count <= 2 for count in per_object.values()), per_object
+
+    # ...and then it settles: a window of 10 s in which no object is written twice comes
+    # within a minute (a changed spec's rollout may still be finishing on kwok's pods); a hot
+    # retry loop writes the same object again and again and never gives one.
+    def writes_in_a_window() -> Counter:
+        before = len(plane.audit_events())
+        time.sleep(10)
+        fresh = plane.audit_events()[before:]
+        return Counter(
+            (e["objectRef"].get("resource"), e["objectRef"].get("name"))
+            for e in fresh
+            if e["user"]["username"] == "torchship-operator"
+            and e["objectRef"].get("resource") != "events"  # each Event is a new object
+        )
+
+    for _ in range(6):
+        per_object = writes_in_a_window()
+        if all(count <= 1 for count in per_object.values()):
+            break
+    assert all(count <= 1 for count in per_object.values()), per_object

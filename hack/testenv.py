@@ -83,6 +83,14 @@ def build_binaries() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+def gateway_api_crds() -> Path:
+    """The Gateway API's standard CRDs (fetched once, cached by version): their directory."""
+    out = subprocess.run(
+        [str(HACK / "gateway-api-crds.sh")], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
 def build_images() -> list[Path]:
     """Build (or reuse) the operator and runtime images; their OCI archives."""
     out = subprocess.run(

@@ -310,6 +310,17 @@ class CanaryStep(ApiModel):
     """How long to hold the step. Unset: wait until promoted (spec.rollout.promotedStep)."""
 
 
+class GatewayRef(ApiModel):
+    """The Gateway whose listener the ModelService's HTTPRoute attaches to (its parentRef)."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """Gateway name."""
+    namespace: str | None = Field(default=None, max_length=63)
+    """Gateway namespace (default: the ModelService's; another one must allow routes from it)."""
+    section_name: str | None = Field(default=None, max_length=253)
+    """The Gateway listener to attach to (default: every listener that allows the route)."""
+
+
 class RolloutSpec(ApiModel):
     """How a new revision replaces the serving one."""
 
@@ -326,8 +337,12 @@ class RolloutSpec(ApiModel):
     """A new revision that makes no progress this long is aborted and traffic goes back."""
     revision_history_limit: int = Field(default=3, ge=0, le=20)
     """Old revisions kept at 0 replicas for a fast rollback."""
-    traffic_routing: Literal["replicas"] = "replicas"
-    """replicas: one Service, traffic split by pod count (the only routing offered)."""
+    traffic_routing: Literal["replicas", "gateway-api"] = "replicas"
+    """replicas: one Service, traffic split by ready pods. gateway-api: a Service per serving
+    revision and an HTTPRoute on rollout.gateway whose backend weights are exactly the
+    rollout's (the Gateway API CRDs must be installed)."""
+    gateway: GatewayRef | None = None
+    """The Gateway of the HTTPRoute (trafficRouting gateway-api)."""
     promoted_step: int | None = Field(default=None, ge=0)
     """Index of the last canary step released by hand (steps without pauseSeconds wait for it).
     Declarative, so GitOps can promote."""
@@ -341,6 +356,19 @@ class RolloutSpec(ApiModel):
         rule(
             "self.maxSurge > 0 || self.maxUnavailable > 0",
             "rollout.maxSurge and rollout.maxUnavailable cannot both be 0",
+        ),
+        rule(
+            "self.trafficRouting != 'gateway-api' || has(self.gateway)",
+            "rollout.trafficRouting gateway-api needs rollout.gateway (the Gateway the HTTPRoute "
+            "attaches to)",
+            fieldPath=".gateway",
+            reason="FieldValueRequired",
+        ),
+        rule(
+            "!has(self.gateway) || self.trafficRouting == 'gateway-api'",
+            "rollout.gateway is used by trafficRouting gateway-api only: set it, or remove "
+            "rollout.gateway",
+            fieldPath=".gateway",
         ),
     )
 
@@ -453,7 +481,7 @@ class Condition(ApiModel):
     """A condition in metav1.Condition shape."""
 
     type: str
-    """Ready, Available, Progressing or Degraded."""
+    """Ready, Available, Progressing, Degraded, and Routed with trafficRouting gateway-api."""
     status: Literal["True", "False", "Unknown"]
     """True, False or Unknown."""
     reason: str
@@ -492,7 +520,8 @@ class ModelServiceStatus(ApiModel):
     """metadata.generation this status was computed for."""
     conditions: list[Condition] | None = None
     """Ready (serving the desired revision in full), Available (enough replicas serving),
-    Progressing (a rollout underway), Degraded (something needs a person)."""
+    Progressing (a rollout underway), Degraded (something needs a person), Routed (the
+    HTTPRoute as its Gateway reports it; trafficRouting gateway-api only)."""
     replicas: int | None = None
     """Replicas across revisions (the scale subresource)."""
     ready_replicas: int | None = None

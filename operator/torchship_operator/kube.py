@@ -38,6 +38,9 @@ PATHS = {
     ),
     ("v1", "PersistentVolumeClaim"): "/api/v1/namespaces/{namespace}/persistentvolumeclaims",
     ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{namespace}/jobs",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): (
+        "/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/httproutes"
+    ),
 }
 MS_PATH = f"/apis/{api.API_VERSION}/namespaces/{{namespace}}/{api.PLURAL}/{{name}}"
 

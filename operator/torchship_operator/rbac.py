@@ -1,6 +1,7 @@
 """The permissions the operator needs, and nothing more, as ClusterRole rules.
 
-    python -m torchship_operator.rbac            # a ClusterRole named torchship-operator
+    python -m torchship_operator.rbac                 # a ClusterRole named torchship-operator
+    python -m torchship_operator.rbac --gateway-api   # ... that may also write HTTPRoutes
 
 The integration tests run the operator under exactly these rules, so this list is known to be
 enough; the Helm chart renders the same rules.
@@ -56,7 +57,18 @@ RULES: list[dict[str, Any]] = [
 ]
 
 
-def cluster_role(name: str = "torchship-operator") -> dict[str, Any]:
+# trafficRouting gateway-api: the HTTPRoute of each ModelService (read each pass, not watched).
+# Granted only where asked for (the chart's gatewayAPI.enabled).
+GATEWAY_RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": ["gateway.networking.k8s.io"],
+        "resources": ["httproutes"],
+        "verbs": ["get", *WRITE],
+    },
+]
+
+
+def cluster_role(name: str = "torchship-operator", gateway_api: bool = False) -> dict[str, Any]:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
@@ -67,12 +79,13 @@ def cluster_role(name: str = "torchship-operator") -> dict[str, Any]:
                 "app.kubernetes.io/part-of": "torchship",
             },
         },
-        "rules": RULES,
+        "rules": RULES + (GATEWAY_RULES if gateway_api else []),
     }
 
 
 def main() -> None:
-    sys.stdout.write(yaml.safe_dump(cluster_role(), sort_keys=False))
+    role = cluster_role(gateway_api="--gateway-api" in sys.argv[1:])
+    sys.stdout.write(yaml.safe_dump(role, sort_keys=False))
 
 
 if __name__ == "__main__":

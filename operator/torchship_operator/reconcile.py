@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import api, autoscaling, cache, offers, phases, render, rollout, status
+from . import api, autoscaling, cache, offers, phases, render, rollout, routing, status
 from .kube import Applied, Kube, Refused
 from .settings import Settings
 from .vocabulary import Cause, Event, EventType, one_line, revision_of
@@ -26,6 +26,10 @@ log = logging.getLogger("torchship.reconcile")
 CACHE_POLL_SECONDS = 5.0
 # ... and after it failed, for a person deleting it to start a new one.
 CACHE_FAILED_POLL_SECONDS = 30.0
+# How often an HTTPRoute's status is read (it is not watched): until its Gateway accepts it,
+# and after, to notice a Gateway that stops accepting it.
+ROUTE_PENDING_POLL_SECONDS = 30.0
+ROUTE_ACCEPTED_POLL_SECONDS = 300.0
 
 # A new ModelService's first status is held this long after its creation while all it would
 # say is "pods coming up": most first revisions are Ready by then, and one status write
@@ -113,6 +117,7 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
     try:
         filling = await reconcile_cache(owner, spec, image, decision, observed, kube, outcome)
         await apply_children(owner, spec, image, desired, decision, observed, kube, outcome)
+        routed = await reconcile_routing(owner, spec, decision, observed, kube, outcome)
     except Refused as refused:
         # The status says what the API server refused, in its words; the work queue backs
         # off (outcome.failed) rather than retrying at once.
@@ -125,6 +130,8 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
     cause = decision.cause
     if (cause is None or cause.kind != "failed") and isinstance(filling, Cause):
         cause = filling
+    if (cause is None or cause.kind != "failed") and routed is not None and routed.refused:
+        cause = Cause.failed(routed.reason, routed.message)
     given_up = cause is not None and cause.kind == "failed"
     # After an abort the status reports on the revision that serves again.
     reported = (decision.state.stable_revision or desired) if given_up else desired
@@ -135,8 +142,14 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         decision.weights,
         decision.state.to_dict(),
         offer,
+        routed,
     )
     outcome.requeue_after = decision.requeue_after
+    if routed is not None:
+        poll = (
+            ROUTE_ACCEPTED_POLL_SECONDS if routed.status == "True" else ROUTE_PENDING_POLL_SECONDS
+        )
+        outcome.requeue_after = min(outcome.requeue_after or poll, poll)
     if filling is not None:  # the fill Job is not watched: asked again while it runs or failed
         poll = CACHE_POLL_SECONDS if filling is True else CACHE_FAILED_POLL_SECONDS
         outcome.requeue_after = min(outcome.requeue_after or poll, poll)
@@ -192,6 +205,7 @@ def report(
     weights: Mapping[str, int] | None = None,
     rollout_state: Mapping[str, Any] | None = None,
     offer: str | None = None,
+    routed: routing.RouteReport | None = None,
 ) -> dict[str, Any]:
     """The status of the observed ModelService: what its spec wants, its children, and the
     cause (the rollout's, or a failure found before it) of anything not there yet."""
@@ -206,6 +220,7 @@ def report(
         cause=cause,
         weights=weights,
         rollout=rollout_state,
+        routed=routed,
     )
 
 
@@ -236,7 +251,7 @@ async def apply_children(
     current = live.get(desired)
     # The two are independent: applied at once, a pass costs one round trip, not two.
     service, applied = await both(
-        kube.apply(wanted.service, first(observed.services)),
+        kube.apply(wanted.service, named(observed.services, owner.name)),
         kube.apply(wanted.deployment, current),
     )
     note_apply(outcome, "Service", owner.name, service)
@@ -267,6 +282,52 @@ async def apply_children(
         outcome.emit(event.type, event.reason, event.message)
 
     await reconcile_hpa(owner, spec, observed, kube, outcome)
+
+
+async def reconcile_routing(
+    owner: render.Owner,
+    spec: api.ModelServiceSpec,
+    decision: rollout.Decision,
+    observed: Observed,
+    kube: Kube,
+    outcome: Outcome,
+) -> routing.RouteReport | None:
+    """trafficRouting gateway-api: a Service per backend revision and the HTTPRoute over them,
+    at the decision's weights; what the route's Gateway says of it. With `replicas` routing,
+    none of them (a ModelService switched back removes what it had)."""
+    backends = decision.backends if routing.enabled(spec) else ()
+    stale = routing.stale_services(owner, observed.services, backends)
+    report = None
+    if routing.enabled(spec):
+        for revision in backends:
+            service = routing.revision_service(owner, spec, revision)
+            name = service["metadata"]["name"]
+            note_apply(
+                outcome, "Service", name, await kube.apply(service, named(observed.services, name))
+            )
+        route = routing.http_route(owner, spec, backends, decision.weights)
+        live = await kube.read(
+            routing.ROUTE_API_VERSION, routing.ROUTE_KIND, owner.namespace, owner.name
+        )
+        try:
+            note_apply(outcome, routing.ROUTE_KIND, owner.name, await kube.apply(route, live))
+            report = routing.report(live, spec)
+        except Refused as refused:
+            if refused.code != 404:
+                raise
+            # No such resource: the Gateway API is not installed. Said in status, asked again
+            # at the route's poll: installing the CRDs is enough.
+            report = routing.missing_crds()
+    elif stale:  # it was routed by an HTTPRoute: the route goes with its Services
+        await kube.delete(
+            routing.ROUTE_API_VERSION, routing.ROUTE_KIND, owner.namespace, owner.name
+        )
+        outcome.writes.append(f"delete/httproute/{owner.name}")
+    # After the route stopped naming them.
+    for name in stale:
+        await kube.delete("v1", "Service", owner.namespace, name)
+        outcome.writes.append(f"delete/service/{name}")
+    return report
 
 
 async def gpu_offer(pods: Sequence[Mapping[str, Any]], revision: str, kube: Kube) -> str | None:
@@ -434,3 +495,7 @@ def pods_failure(pods: Sequence[Mapping[str, Any]], revision: str) -> str | None
 
 def first(items: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return items[0] if items else None
+
+
+def named(items: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any] | None:
+    return next((i for i in items if i["metadata"]["name"] == name), None)

@@ -49,6 +49,9 @@ class RolloutPolicy:
     max_unavailable: int = 0
     progress_deadline_seconds: float = 600
     revision_history_limit: int = 3
+    # trafficRouting gateway-api: a router carries each canary step's weight exactly, where
+    # one Service can only split by ready pods.
+    exact_weights: bool = False
 
     @classmethod
     def from_spec(cls, spec: Any) -> RolloutPolicy:
@@ -60,6 +63,7 @@ class RolloutPolicy:
             max_unavailable=spec.max_unavailable,
             progress_deadline_seconds=spec.progress_deadline_seconds,
             revision_history_limit=spec.revision_history_limit,
+            exact_weights=spec.traffic_routing == "gateway-api",
         )
 
     @property
@@ -159,6 +163,10 @@ class Decision:
     # What the rollout waits for beyond its pods (a canary pause, a promotion), or why it was
     # given up. None: stable, or pods coming up; the pods say how far, or what fails them.
     cause: Cause | None = None
+    # The serving revisions, then those that still run pods without traffic (a canary coming
+    # up, a BlueGreen preview, the old revision draining): a router's backends, at weight 0
+    # until they serve, dropped once drained.
+    backends: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +329,9 @@ class _Pass:
                 replicas = others | self.transition(targets, stable)
                 if self.done(replicas):
                     return self.complete(stable, replicas)
-                return replicas, self.by_ready(replicas, stable)
+                # Never less than the last step gave it, and more as its pods take over.
+                last = steps[-1].weight if steps else 0
+                return replicas, self.canary_weights(replicas, stable, last, growing=True)
             step = steps[index]
             canary, base = budget.canary_split(self.total, step.weight, surge)
             targets = {desired: canary, stable: base}
@@ -333,11 +343,12 @@ class _Pass:
                     and self.seen.ready(desired) >= canary
                 )
                 if not reached:
-                    return replicas, self.by_ready(replicas, stable)
+                    previous = steps[index - 1].weight if index else 0
+                    return replicas, self.canary_weights(replicas, stable, previous)
                 self.state = replace(self.state, phase="Paused", paused_at=self.now)
                 self.emit("Normal", "CanaryStepReached", self.step_message(index, step))
             if not self.released(index, step):
-                return replicas, self.by_ready(replicas, stable)
+                return replicas, self.canary_weights(replicas, stable, step.weight)
             self.state = replace(
                 self.state,
                 step=index + 1,
@@ -414,6 +425,20 @@ class _Pass:
         ready = {r: self.seen.ready(r) for r in replicas}
         return budget.weights_by_ready(replicas, ready, stable, self.desired)
 
+    def canary_weights(
+        self, replicas: Mapping[str, int], stable: str, weight: int, growing: bool = False
+    ) -> dict[str, int]:
+        """The split during a canary: the ready pods' share with one Service; with a router,
+        `weight` exactly (`growing`: or the ready pods' share, when that is more)."""
+        shares = self.by_ready(replicas, stable)
+        if not self.policy.exact_weights:
+            return shares
+        if growing:
+            weight = max(weight, shares.get(self.desired, 0))
+        if weight <= 0:
+            return {stable: 100}
+        return {self.desired: weight, stable: 100 - weight} if weight < 100 else {self.desired: 100}
+
     def started(self) -> RolloutState:
         """A rollout of the desired revision beginning now."""
         return RolloutState(
@@ -475,7 +500,16 @@ class _Pass:
             events=tuple(self.events),
             prune=prune,
             cause=self.cause(),
+            backends=self.backends(weights, replicas),
         )
+
+    def backends(self, weights: Mapping[str, int], replicas: Mapping[str, int]) -> tuple[str, ...]:
+        idle = [
+            r
+            for r in replicas
+            if r not in weights and (replicas[r] > 0 or not self.seen.drained(r))
+        ]
+        return (*weights, *sorted(idle))
 
     def prune(self, replicas: Mapping[str, int]) -> tuple[str, ...]:
         """Old revisions beyond the history limit, once scaled to 0 and drained."""

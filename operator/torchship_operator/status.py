@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import offers, phases, render
+from .routing import RouteReport
 from .vocabulary import Cause, DeploymentView, revision_of
 
 # Container waiting reasons that mean the revision will not come up without a change.
@@ -89,9 +90,15 @@ def pod_failure(pods: Iterable[Mapping[str, Any]], offer: str | None = None) -> 
 
 
 def condition(
-    kind: str, ok: bool, reason: str, message: str, generation: int, previous: Mapping, now: str
+    kind: str,
+    ok: bool | str,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: Mapping,
+    now: str,
 ) -> dict[str, Any]:
-    status = "True" if ok else "False"
+    status = ok if isinstance(ok, str) else ("True" if ok else "False")
     old = previous.get(kind)
     changed = old is None or old.get("status") != status
     return {
@@ -115,9 +122,11 @@ def compute(
     cause: Cause | None = None,
     weights: Mapping[str, int] | None = None,
     rollout: Mapping[str, Any] | None = None,
+    routed: RouteReport | None = None,
 ) -> dict[str, Any]:
     """The whole status subresource. `cause` is what the rollout decided (what it waits for, or
-    why it was given up) or a failure found before it (an invalid spec, a refused write)."""
+    why it was given up) or a failure found before it (an invalid spec, a refused write);
+    `routed` what the HTTPRoute's Gateway says (trafficRouting gateway-api)."""
     views = sorted((DeploymentView.of(d) for d in children.deployments), key=lambda v: v.name)
     current = next((v for v in views if v.revision == wanted.revision), None)
     total = wanted.total
@@ -138,7 +147,12 @@ def compute(
         "conditions": [
             condition(kind, ok, reason, message, generation, old, now)
             for kind, ok, reason, message in conditions(wanted, views, current, done, cause)
-        ],
+        ]
+        + (
+            [condition("Routed", *routed.fields, generation, old, now)]
+            if routed is not None
+            else []
+        ),
         "replicas": sum(v.replicas for v in views),
         "readyReplicas": sum(v.ready for v in views),
         "selector": render.selector_string(owner.name),

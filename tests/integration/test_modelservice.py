@@ -132,7 +132,12 @@ INVALID = [
         {"autoscaling": {"minReplicas": 0, "maxReplicas": 2}},
         "spec.autoscaling.minReplicas in body should be greater than or equal to 1",
     ),
-    ({"rollout": {"trafficRouting": "gateway-api"}}, 'Unsupported value: "gateway-api"'),
+    ({"rollout": {"trafficRouting": "istio"}}, 'Unsupported value: "istio"'),
+    (
+        {"rollout": {"trafficRouting": "gateway-api"}},
+        "rollout.trafficRouting gateway-api needs rollout.gateway",
+    ),
+    ({"rollout": {"gateway": {"name": "web"}}}, "rollout.gateway is used by trafficRouting"),
     (
         {"model": {"uri": "/m.pt", "format": "torchscript", "entrypoint": "m:build"}},
         "model.entrypoint is used by the state-dict and handler formats only",

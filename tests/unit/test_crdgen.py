@@ -93,7 +93,7 @@ def test_defaults_and_enums_survive(schema):
     ]
     assert at(spec, "runtime.device")["enum"] == ["auto", "cpu", "cuda"]
     assert at(spec, "rollout.strategy")["enum"] == ["RollingUpdate", "Canary", "BlueGreen"]
-    assert at(spec, "rollout.trafficRouting")["enum"] == ["replicas"]
+    assert at(spec, "rollout.trafficRouting")["enum"] == ["replicas", "gateway-api"]
     assert at(spec, "autoscaling.metrics.[].type")["enum"] == ["cpu", "memory", "inflight"]
     assert at(spec, "gpu.count")["minimum"] == 0
     assert at(spec, "rollout.steps.[].weight")["maximum"] == 100

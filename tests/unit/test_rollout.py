@@ -480,6 +480,7 @@ policies = st.builds(
     max_unavailable=st.integers(0, 3),
     progress_deadline_seconds=st.sampled_from([60, 600]),
     revision_history_limit=st.integers(0, 3),
+    exact_weights=st.booleans(),
 )
 inputs = st.fixed_dictionaries(
     {
@@ -512,6 +513,12 @@ def check_decision(d: Decision, args: dict) -> None:
     if d.requeue_after is not None:
         assert d.requeue_after > 0
     assert RolloutState.from_dict(d.state.to_dict()) in (d.state, None)
+    # A router's backends: the serving revisions first, then those still running pods.
+    assert d.backends[: len(d.serving)] == d.serving and len(set(d.backends)) == len(d.backends)
+    assert set(d.backends) <= set(d.replicas)
+    steps = args["policy"].canary_steps
+    if args["policy"].exact_weights and d.state.phase == "Paused" and d.state.step < len(steps):
+        assert d.weights.get(args["desired"], 0) == steps[d.state.step].weight
 
 
 @PROPERTY
@@ -705,6 +712,7 @@ scenarios = st.fixed_dictionaries(
             max_surge=st.integers(0, 2),
             max_unavailable=st.integers(0, 2),
             revision_history_limit=st.integers(0, 2),
+            exact_weights=st.booleans(),
         ),
         "total": st.integers(0, 6),
         "tight": st.booleans(),
@@ -789,3 +797,48 @@ def test_scaling_during_a_rollout_still_converges(scenario, scale_changes):
         run.total = new_total
     run.promoted = None
     run.until_stable("b", bound(policy, 6))
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact weights (trafficRouting gateway-api)
+
+ROUTED_CANARY = replace(CANARY, steps=(Step(10, 60), Step(50, None)), exact_weights=True)
+
+
+def test_a_router_carries_each_canary_step_weight_exactly():
+    """10% of 4 replicas is one pod (25% of them), but the route gives it 10% of the traffic;
+    until a step's pods are ready the route keeps the previous step's weight."""
+    d = call(policy=ROUTED_CANARY, state=stable(), revisions=[rev("a", 4)])
+    assert d.weights == {"a": 100} and d.backends == ("a", "b")  # b comes up at weight 0
+    d = call(policy=ROUTED_CANARY, state=d.state, revisions=[rev("a", 4), rev("b", 1)])
+    assert d.state.phase == "Paused" and d.weights == {"b": 10, "a": 90}
+    released = replace(d.state, paused_at=0.0)
+    d = call(policy=ROUTED_CANARY, state=released, revisions=[rev("a", 4), rev("b", 1)])
+    assert d.state.step == 1 and d.state.phase == "Progressing"
+    assert d.weights == {"b": 10, "a": 90}  # the 50% step's pods are not ready yet
+    d = call(policy=ROUTED_CANARY, state=d.state, revisions=[rev("a", 2), rev("b", 2)])
+    assert d.state.phase == "Paused" and d.weights == {"b": 50, "a": 50}
+    d = call(policy=ROUTED_CANARY, state=d.state, revisions=[rev("a", 2), rev("b", 2)], promoted=1)
+    assert d.state.step == 2 and d.weights == {"b": 50, "a": 50}  # never below the last step
+    d = call(policy=ROUTED_CANARY, state=d.state, revisions=[rev("a", 1), rev("b", 3)])
+    assert d.weights == {"b": 75, "a": 25}  # and more as its pods take over
+    d = call(policy=ROUTED_CANARY, state=d.state, revisions=[rev("a", 0, 1), rev("b", 4)])
+    assert d.state == stable("b") and d.weights == {"b": 100}
+    assert d.backends == ("b", "a")  # 100/0 while a's last pod drains...
+    d = call(policy=ROUTED_CANARY, state=d.state, revisions=[rev("a", 0), rev("b", 4)])
+    assert d.backends == ("b",)  # ...then a is dropped
+
+
+def test_with_a_router_blue_green_and_abort_keep_the_other_backend_at_zero():
+    blue_green = replace(BLUE_GREEN, exact_weights=True)
+    d = call(policy=blue_green, state=stable(), revisions=[rev("a", 4), rev("b", 4, 2)])
+    assert d.weights == {"a": 100} and d.backends == ("a", "b")
+    d = call(policy=blue_green, state=d.state, revisions=[rev("a", 4), rev("b", 4)])
+    assert d.weights == {"b": 100} and d.backends == ("b", "a")
+
+    failure = "CrashLoopBackOff: back-off 5m0s restarting failed container"
+    state = replace(rolling_out(at=0.0), step=1, target_ready=1)  # on its way to 50%
+    observed = [rev("a", 3), rev("b", 2, 1, failure=failure)]
+    d = call(policy=ROUTED_CANARY, state=state, revisions=observed, now=600.0)
+    assert d.state.phase == "Aborted" and d.weights == {"a": 100}
+    assert d.backends == ("a", "b")  # b still has its pod (decided to 0, not yet gone)

@@ -93,7 +93,8 @@ The operator image: repository@digest, or repository:tag (default: the appVersio
 RBAC rules for what the operator does inside the namespaces it serves: read ModelServices and
 write only their status; server-side apply (patch, and create for a new object), prune and
 scale their children; read pods for the
-reasons in status; post events; take part in leader election (namespaced peering). Used by the
+reasons in status; post events; take part in leader election (namespaced peering); with
+gatewayAPI.enabled, write the HTTPRoutes of trafficRouting gateway-api. Used by the
 Roles of a namespaced install and by the ClusterRole of a cluster-wide one. Kept in step with
 torchship_operator.rbac (a test compares them).
 */}}
@@ -131,6 +132,11 @@ torchship_operator.rbac (a test compares them).
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
   verbs: ["get", "list", "watch", "patch", "create"]
+{{- if .Values.gatewayAPI.enabled }}
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "create", "patch", "delete"]
+{{- end }}
 {{- end }}
 
 {{/*

@@ -304,8 +304,9 @@ class CanaryStep(ApiModel):
     """One canary step."""
 
     weight: int = Field(ge=1, le=100)
-    """Percent of the replicas, and so of the traffic, on the new revision (rounded to whole
-    pods: 10% of 4 replicas is 1 pod, 25% of the traffic)."""
+    """Percent of the traffic on the new revision. Its replicas are that share rounded to whole
+    pods; with trafficRouting replicas the traffic follows the pods (10% of 4 replicas is 1 pod,
+    25% of the traffic), with gateway-api the route gives it exactly this."""
     pause_seconds: int | None = Field(default=None, ge=0)
     """How long to hold the step. Unset: wait until promoted (spec.rollout.promotedStep)."""
 

@@ -383,6 +383,15 @@ def test_cluster_wide_rbac_is_exactly_the_operators_documented_rules():
     ]
 
 
+def test_httproutes_are_granted_only_with_gateway_api_enabled():
+    from torchship_operator import rbac
+
+    (role,) = rbac_objects({"gatewayAPI": {"enabled": True}})["ClusterRole"]
+    assert grants(role["rules"]) == grants(rbac.RULES + rbac.GATEWAY_RULES)
+    (role,) = rbac_objects({})["ClusterRole"]
+    assert not any(group == "gateway.networking.k8s.io" for group, _, _ in grants(role["rules"]))
+
+
 def test_the_operator_cannot_write_a_modelservice_spec_nor_read_secrets():
     (role,) = rbac_objects({})["ClusterRole"]
     granted = grants(role["rules"])

@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute
 from starlette.routing import Route as StarletteRoute
 
 import torchship_runtime.__main__ as runtime_main
+import torchship_runtime.serving as runtime_serving
 from torchship_runtime.asgi import Receive, Scope, Send, authorize
 from torchship_runtime.dataplane import DataPlane
 from torchship_runtime.errors import InferenceError
@@ -61,5 +62,5 @@ def starlette_app(plane: DataPlane) -> Starlette:
 
 
 if __name__ == "__main__":
-    runtime_main.App = starlette_app  # type: ignore[assignment,misc]
+    runtime_serving.App = starlette_app  # type: ignore[assignment,misc]
     runtime_main.main()

@@ -55,6 +55,36 @@ def test_fetch_downloads_once_into_the_cache_and_reports_it(tmp_path: Path):
     assert message.startswith(f"the model could not be fetched from {base}/nope.pt: HTTPError")
 
 
+def test_fetch_imports_neither_torch_nor_the_servers(tmp_path: Path):
+    """An init container that finds its model cached is done before torch could have loaded."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "m.pt").write_bytes(b"w" * 1000)
+    probe = (
+        "import sys\n"
+        "from torchship_runtime.__main__ import fetch_only\n"
+        "code = fetch_only([])\n"
+        "print(sorted(m for m in ('torch', 'uvicorn', 'grpc') if m in sys.modules))\n"
+        "sys.exit(code)\n"
+    )
+    with web_server(www) as base:
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={
+                **os.environ,
+                **torchscript_env(www / "m.pt"),
+                "TORCHSHIP_MODEL_URI": f"{base}/m.pt",
+                "TORCHSHIP_MODEL_CACHE_DIR": str(tmp_path / "cache"),
+                "TORCHSHIP_TERMINATION_MESSAGE_PATH": str(tmp_path / "termination-log"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_fetch_from_a_shared_cache_waits_for_it_and_never_downloads(tmp_path: Path):
     import threading
 

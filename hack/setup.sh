@@ -25,6 +25,7 @@ fi
 [ -x .venv-peers/bin/python ] || bench/peers/setup.sh >/dev/null
 
 hack/build-testenv.sh >/dev/null
+hack/gateway-api-crds.sh >/dev/null
 hack/install-node-packages.sh
 if reason=$("$PYTHON" -c 'import sys; sys.path.insert(0, "hack"); import localnode; print(localnode.unavailable_reason() or "")') && [ -z "$reason" ]; then
   hack/build-images.sh >/dev/null

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from . import api, autoscaling, cache, offers, phases, render, rollout, status
+from . import api, autoscaling, cache, offers, phases, render, rollout, room, status
 from .kube import Applied, Kube, Refused
 from .settings import Settings
 from .vocabulary import Cause, Event, EventType, one_line, revision_of
@@ -98,13 +98,7 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         desired=desired,
         total=spec.total_replicas,
         state=rollout.RolloutState.from_dict(previous.get("rollout")),
-        revisions=[
-            rollout.ObservedRevision.from_deployment(
-                d,
-                failure=pods_failure(observed.pods, revision_of(d)),
-            )
-            for d in observed.deployments
-        ],
+        revisions=observed_revisions(observed, desired),
         now=now,
         promoted_step=spec.rollout.promoted_step,
     )
@@ -149,6 +143,21 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         return outcome
     await write_status(kube, owner, previous, new_status, outcome)
     return outcome
+
+
+def observed_revisions(observed: Observed, desired: str) -> list[rollout.ObservedRevision]:
+    """The revisions' Deployments, with what their pods say: why they fail, and the facts
+    of making room (room.facts)."""
+    return [
+        replace(
+            rollout.ObservedRevision.from_deployment(
+                d,
+                failure=pods_failure(observed.pods, revision_of(d)),
+            ),
+            **room.facts(observed.pods, revision_of(d), desired),
+        )
+        for d in observed.deployments
+    ]
 
 
 def first_status_hold(
@@ -254,6 +263,8 @@ async def apply_children(
     for revision, count in wanted.scales.items():
         older = live.get(revision)
         if older is not None and older["spec"].get("replicas") != count:
+            nodes = decision.give_up.get(revision, ())
+            await give_up_pods(owner, revision, nodes, desired, observed, kube, outcome)
             await kube.scale_deployment(owner.namespace, older["metadata"]["name"], count)
             outcome.writes.append(f"scale/{revision}")
             note_scale(outcome, revision, older["spec"].get("replicas"), count)
@@ -267,6 +278,27 @@ async def apply_children(
         outcome.emit(event.type, event.reason, event.message)
 
     await reconcile_hpa(owner, spec, observed, kube, outcome)
+
+
+async def give_up_pods(
+    owner: render.Owner,
+    revision: str,
+    nodes: Sequence[str],
+    desired: str,
+    observed: Observed,
+    kube: Kube,
+    outcome: Outcome,
+) -> None:
+    """Mark the pods the decision gives up to make room (one on each of `nodes`) so that
+    the ReplicaSet removes those when its Deployment is scaled down. Best effort: refused, the
+    ReplicaSet chooses by its own ranking, and the rollout goes on."""
+    for name in room.chosen(observed.pods, revision, nodes, desired):
+        try:
+            await kube.patch_pod(owner.namespace, name, room.deletion_cost_patch())
+        except Refused as refused:
+            log.warning("pod %s/%s not marked to give up: %s", owner.namespace, name, refused)
+            continue
+        outcome.writes.append(f"pod/{name}")
 
 
 async def gpu_offer(pods: Sequence[Mapping[str, Any]], revision: str, kube: Kube) -> str | None:

@@ -21,10 +21,11 @@ from typing import Any, Literal
 
 from . import budget
 from .revisions import ObservedRevision, Revisions, parse_time
-from .vocabulary import MESSAGE_LIMIT, Cause, Event, EventType, one_line
+from .vocabulary import MAKING_ROOM, MESSAGE_LIMIT, Cause, Event, EventType, one_line
 
 Strategy = Literal["RollingUpdate", "Canary", "BlueGreen"]
 Phase = Literal["Stable", "Progressing", "Paused", "Aborted"]
+WhenFull = Literal["Wait", "MakeRoom"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -49,6 +50,7 @@ class RolloutPolicy:
     max_unavailable: int = 0
     progress_deadline_seconds: float = 600
     revision_history_limit: int = 3
+    when_full: WhenFull = "Wait"  # a new pod short of its GPU: wait, or old pods make room
 
     @classmethod
     def from_spec(cls, spec: Any) -> RolloutPolicy:
@@ -60,6 +62,7 @@ class RolloutPolicy:
             max_unavailable=spec.max_unavailable,
             progress_deadline_seconds=spec.progress_deadline_seconds,
             revision_history_limit=spec.revision_history_limit,
+            when_full=spec.when_full,
         )
 
     @property
@@ -95,6 +98,7 @@ class RolloutState:
     aborted_revision: str | None = None
     reason: str | None = None  # why it aborted (or stalled), CamelCase
     message: str | None = None
+    making_room: str | None = None  # which old pods give up their GPU for which new ones
 
     def to_dict(self) -> dict[str, Any]:
         """camelCase keys; times as RFC 3339 (metav1.MicroTime); unset fields left out."""
@@ -135,6 +139,7 @@ _WIRE = {
     "aborted_revision": "abortedRevision",
     "reason": "reason",
     "message": "message",
+    "making_room": "makingRoom",
 }
 _TIMES = {"started_at", "paused_at", "progress_at"}
 
@@ -159,6 +164,9 @@ class Decision:
     # What the rollout waits for beyond its pods (a canary pause, a promotion), or why it was
     # given up. None: stable, or pods coming up; the pods say how far, or what fails them.
     cause: Cause | None = None
+    # MakeRoom: per old revision, the nodes of the ready pods it gives up (one entry per pod), so
+    # that the operator has the ReplicaSet remove exactly those (pod-deletion-cost).
+    give_up: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,6 +213,7 @@ class _Pass:
     prior: RolloutState | None
     state: RolloutState = field(init=False)
     events: list[Event] = field(default_factory=list, init=False)
+    give_up: dict[str, tuple[str, ...]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.state = self.prior or RolloutState()
@@ -290,6 +299,7 @@ class _Pass:
             replicas, weights = self.rolling(stable)
         if self.state.phase == "Stable":
             return replicas, weights
+        self.make_room(replicas)
         if self.state.phase == "Progressing" and self.past_deadline():
             return self.abort(stable)
         return replicas, weights
@@ -312,7 +322,6 @@ class _Pass:
     def canary(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
         desired, steps = self.desired, self.policy.canary_steps
         others = {r: 0 for r in self.seen.others(desired, stable)}  # not part of this canary
-        surge, _ = self.policy.budget
         # Each pass walks as far as it can: steps whose pause already ended pass at once.
         while True:
             index = self.state.step
@@ -323,7 +332,7 @@ class _Pass:
                     return self.complete(stable, replicas)
                 return replicas, self.by_ready(replicas, stable)
             step = steps[index]
-            canary, base = budget.canary_split(self.total, step.weight, surge)
+            canary, base = budget.canary_split(self.total, step.weight, self.budget()[0])
             targets = {desired: canary, stable: base}
             replicas = others | self.transition(targets, stable)
             if self.state.phase == "Progressing":
@@ -358,6 +367,7 @@ class _Pass:
             paused_at=None,
             reason=reason,
             message=message,
+            making_room=None,
         )
         self.emit("Warning", "RolloutAborted", message)
         return self.return_to(stable)
@@ -387,8 +397,8 @@ class _Pass:
     # -- helpers -------------------------------------------------------------------------------
 
     def transition(self, targets: Mapping[str, int], stable: str) -> dict[str, int]:
-        """One move toward `targets` within the policy's budget (budget.transition)."""
-        surge, unavailable = self.policy.budget
+        """One move toward `targets` within the budget (budget.transition)."""
+        surge, unavailable = self.budget()
         return budget.transition(
             targets,
             decided={r: self.seen.spec(r) for r in targets},
@@ -399,6 +409,56 @@ class _Pass:
             total=self.total,
             surge=surge,
             unavailable=unavailable,
+        )
+
+    def budget(self) -> tuple[int, int]:
+        """(surge, unavailable): the policy's, or, while old pods make room, no surge (a surge
+        pod would find no GPU either) and one pod at least that may go."""
+        surge, unavailable = self.policy.budget
+        return (0, max(unavailable, 1)) if self.room_wanted() else (surge, unavailable)
+
+    def room_wanted(self) -> bool:
+        """MakeRoom applies: a rollout (not its abort, not BlueGreen, which needs room for both
+        revisions by design) whose new pods the scheduler cannot place for lack of their GPU,
+        while ready old pods hold that GPU where the new ones could use it."""
+        return (
+            self.policy.when_full == "MakeRoom"
+            and self.policy.strategy != "BlueGreen"
+            and self.state.phase == "Progressing"
+            and self.state.stable_revision not in (None, self.desired)
+            and self.seen.unplaced(self.desired) > 0
+            and any(self.seen.room_on(r) for r in self.seen.others(self.desired))
+        )
+
+    def make_room(self, replicas: Mapping[str, int]) -> None:
+        """Which ready old pods this move gives up for the new revision's pending pods, and
+        where. Giving one up is progress: the deadline then counts from it, while its GPU is
+        freed and the pending pod starts on it. The message stands until the pods are placed."""
+        if not self.room_wanted():
+            if self.state.making_room is not None:
+                self.state = replace(self.state, making_room=None)
+            return
+        for r in self.seen.others(self.desired):
+            taken = self.seen.ready(r) - replicas.get(r, 0)
+            if taken > 0 and self.seen.room_on(r):
+                self.give_up[r] = self.seen.room_on(r)[:taken]
+        if self.give_up:
+            self.state = replace(self.state, progress_at=self.now, making_room=self.room_message())
+
+    def room_message(self) -> str:
+        name, desired = self.seen.name, self.desired
+        parts = []
+        for r, nodes in self.give_up.items():
+            pods, where = len(nodes), sorted(set(nodes))
+            parts.append(
+                f"revision {name(r)} gives up {pods} pod{'s' * (pods != 1)} on "
+                f"node{'s' * (len(where) != 1)} {', '.join(where)}"
+            )
+        pending = self.seen.unplaced(desired)
+        need = self.seen.short_of(desired)
+        return one_line(
+            f"making room: {'; '.join(parts)}{f' ({need})' if need else ''} for revision "
+            f"{name(desired)}'s pending pod{'s' * (pending != 1)}"
         )
 
     def done(self, replicas: Mapping[str, int]) -> bool:
@@ -475,6 +535,7 @@ class _Pass:
             events=tuple(self.events),
             prune=prune,
             cause=self.cause(),
+            give_up=dict(self.give_up),
         )
 
     def prune(self, replicas: Mapping[str, int]) -> tuple[str, ...]:
@@ -509,6 +570,8 @@ class _Pass:
             step = steps[state.step]
             reason = "AwaitingPromotion" if step.pause_seconds is None else "CanaryPaused"
             return Cause.waiting(reason, self.step_message(state.step, step))
+        if state.making_room is not None:
+            return Cause.waiting(MAKING_ROOM, state.making_room)
         # A first revision that stalls keeps trying (RolloutStalled said so once): its pods
         # tell why better than the deadline does.
         return None

@@ -424,7 +424,7 @@ class _Pass:
         return (
             self.policy.when_full == "MakeRoom"
             and self.policy.strategy != "BlueGreen"
-            and self.state.phase == "Progressing"
+            and self.state.phase in ("Progressing", "Paused")
             and self.state.stable_revision not in (None, self.desired)
             and self.seen.unplaced(self.desired) > 0
             and any(self.seen.room_on(r) for r in self.seen.others(self.desired))

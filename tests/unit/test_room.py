@@ -101,3 +101,29 @@ def compute(children: status.Children, cause: Cause | None) -> list[dict]:
         now="2026-01-01T00:00:00Z",
         cause=cause,
     )["conditions"]
+
+
+def test_the_facts_read_pods_as_the_pod_cache_holds_them():
+    from torchship_operator.handlers import slim_pod
+
+    def cached(name, revision, node, ready, deleting=None):
+        spec = {
+            "nodeName": node,
+            "nodeSelector": H100,
+            "containers": [{"name": "runtime", "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
+        }
+        scheduled = {"type": "PodScheduled", "status": "True"}
+        if node is None:
+            scheduled = scheduled | {"status": "False", "reason": "Unschedulable"}
+            scheduled["message"] = INSUFFICIENT
+        conditions = [scheduled, {"type": "Ready", "status": "True" if ready else "False"}]
+        labels = {"torchship.dev/revision": revision}
+        return slim_pod(name, labels, spec, {"conditions": conditions}, deleting)
+
+    pods = [
+        cached("m-a-1", "a", "gpu-0", ready=True),
+        cached("m-a-2", "a", "gpu-1", ready=True, deleting="2026-01-01T00:00:00Z"),
+        cached("m-b-1", "b", None, ready=False),
+    ]
+    assert room.facts(pods, "b", "b") == {"unplaced": 1, "short_of": "1 nvidia.com/gpu"}
+    assert room.facts(pods, "a", "b") == {"room_on": ("gpu-0",)}  # m-a-2 is going already

@@ -103,8 +103,8 @@ class Revisions:
         return r.short_of if r else None
 
     def room_on(self, revision: str) -> tuple[str, ...]:
-        """Nodes where ready pods of `revision` hold what the desired revision lacks, up to
-        its ready pods that stay counted."""
+        """The nodes of the ready pods of `revision` whose going would free what the desired
+        revision lacks (no more of them than it has ready pods)."""
         r = self.by_name.get(revision)
         return tuple(r.room_on[: self.ready(revision)]) if r else ()
 

@@ -3,7 +3,8 @@ pods would free it, and which of them the operator marks (room.py, pure)."""
 
 from __future__ import annotations
 
-from torchship_operator import render, room, status
+from torchship_operator import api, render, room, status
+from torchship_operator.reconcile import allowed_unavailable
 from torchship_operator.vocabulary import MAKING_ROOM, Cause
 
 H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
@@ -127,3 +128,11 @@ def test_the_facts_read_pods_as_the_pod_cache_holds_them():
     ]
     assert room.facts(pods, "b", "b") == {"unplaced": 1, "short_of": "1 nvidia.com/gpu"}
     assert room.facts(pods, "a", "b") == {"room_on": ("gpu-0",)}  # m-a-2 is going already
+
+
+def test_make_room_accepts_one_pod_short_before_available_turns_false():
+    def allowed(**rollout) -> int:
+        return allowed_unavailable(api.RolloutSpec.model_validate(rollout))
+
+    assert allowed() == 0 and allowed(maxUnavailable=2) == 2
+    assert allowed(whenFull="MakeRoom") == 1 and allowed(whenFull="MakeRoom", maxUnavailable=2) == 2

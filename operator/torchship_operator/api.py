@@ -347,6 +347,11 @@ class RolloutSpec(ApiModel):
     promoted_step: int | None = Field(default=None, ge=0)
     """Index of the last canary step released by hand (steps without pauseSeconds wait for it).
     Declarative, so GitOps can promote."""
+    when_full: Literal["Wait", "MakeRoom"] = "Wait"
+    """What a rollout does when a new pod cannot be placed for lack of the GPU it asks for (the
+    scheduler's Insufficient nvidia.com/gpu). Wait: the pod waits, and the rollout aborts at
+    progressDeadlineSeconds. MakeRoom: old pods give up their GPUs to it one at a time (maxSurge
+    counts as 0, maxUnavailable as at least 1 while it lasts). RollingUpdate and Canary only."""
 
     model_config = validations(
         rule(
@@ -370,6 +375,13 @@ class RolloutSpec(ApiModel):
             "rollout.gateway is used by trafficRouting gateway-api only: set it, or remove "
             "rollout.gateway",
             fieldPath=".gateway",
+        ),
+        rule(
+            "self.whenFull != 'MakeRoom' || self.strategy != 'BlueGreen'",
+            "rollout.whenFull MakeRoom gives up old pods while the new ones come up; BlueGreen "
+            "keeps every old pod until it switches, so it needs room for both: choose "
+            "RollingUpdate or Canary, or leave whenFull Wait",
+            fieldPath=".whenFull",
         ),
     )
 

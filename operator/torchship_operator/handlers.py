@@ -113,14 +113,23 @@ def last_words(container_status: Mapping[str, Any]) -> str:
 
 @kopf.index("v1", "pods")
 async def pod_index(
-    namespace: str, name: str, labels: Mapping, spec: Mapping, status: Mapping, **_: Any
+    namespace: str,
+    name: str,
+    labels: Mapping,
+    spec: Mapping,
+    status: Mapping,
+    meta: Mapping,
+    **_: Any,
 ) -> dict:
     if not selection.seen("pods", labels):
         return {}
-    return {(namespace, labels[render.LABEL_MS]): slim_pod(name, labels, spec, status)}
+    pod = slim_pod(name, labels, spec, status, meta.get("deletionTimestamp"))
+    return {(namespace, labels[render.LABEL_MS]): pod}
 
 
-def slim_pod(name: str, labels: Mapping, spec: Mapping, status: Mapping) -> dict[str, Any]:
+def slim_pod(
+    name: str, labels: Mapping, spec: Mapping, status: Mapping, deleting: str | None = None
+) -> dict[str, Any]:
     # Only what status reasons need: a pod cache stays small at a thousand ModelServices.
     slim_status = {
         "conditions": [c for c in status.get("conditions", []) if c.get("type") == "PodScheduled"],
@@ -135,8 +144,10 @@ def slim_pod(name: str, labels: Mapping, spec: Mapping, status: Mapping) -> dict
             if (c.get("state") or {}).get("waiting")
         ],
     }
+    # A pod being deleted is no pod to give up to make room (room.py).
+    deleted = {"deletionTimestamp": deleting} if deleting else {}
     return {
-        "metadata": {"name": name, "labels": dict(labels)},
+        "metadata": {"name": name, "labels": dict(labels), **deleted},
         "status": slim_status,
         # The start phase's signals (container states and times), for phases.py.
         "start": phases.facts(spec, status),

@@ -383,6 +383,17 @@ class Kube:
                 fieldManager=FIELD_MANAGER,
             )
 
+    async def patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """A merge patch of one pod (an annotation: pods belong to their ReplicaSet)."""
+        with refusals("Pod", name):
+            await self._call(
+                "PATCH",
+                f"/api/v1/namespaces/{namespace}/pods/{name}",
+                body=patch,
+                content_type="application/merge-patch+json",
+                fieldManager=FIELD_MANAGER,
+            )
+
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         path = PATHS[(api_version, kind)].format(namespace=namespace)
         try:

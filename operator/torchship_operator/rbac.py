@@ -36,8 +36,9 @@ RULES: list[dict[str, Any]] = [
     # The model cache: its claim and the Job that fills it (read on demand, not watched).
     {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", *WRITE]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", *WRITE]},
-    # Pods: read-only, for the reasons in status (scheduling, image pulls, crashes).
-    {"apiGroups": [""], "resources": ["pods"], "verbs": WATCH},
+    # Pods: read, for the reasons in status (scheduling, image pulls, crashes); patched only to
+    # mark an old pod that gives up its GPU (rollout.whenFull: MakeRoom, pod-deletion-cost).
+    {"apiGroups": [""], "resources": ["pods"], "verbs": [*WATCH, "patch"]},
     # Events for `kubectl describe`.
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     # kopf: discovers resources from CRDs and namespaces; leader election through peering.

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from . import api, autoscaling, cache, offers, phases, render, rollout, routing, status
+from . import api, autoscaling, cache, offers, phases, render, rollout, room, routing, status
 from .kube import Applied, Kube, Refused
 from .settings import Settings
 from .vocabulary import Cause, Event, EventType, one_line, revision_of
@@ -102,13 +102,7 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         desired=desired,
         total=spec.total_replicas,
         state=rollout.RolloutState.from_dict(previous.get("rollout")),
-        revisions=[
-            rollout.ObservedRevision.from_deployment(
-                d,
-                failure=pods_failure(observed.pods, revision_of(d)),
-            )
-            for d in observed.deployments
-        ],
+        revisions=observed_revisions(observed, desired),
         now=now,
         promoted_step=spec.rollout.promoted_step,
     )
@@ -162,6 +156,21 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         return outcome
     await write_status(kube, owner, previous, new_status, outcome)
     return outcome
+
+
+def observed_revisions(observed: Observed, desired: str) -> list[rollout.ObservedRevision]:
+    """The revisions' Deployments, with what their pods say: why they fail, and the facts
+    of making room (room.facts)."""
+    return [
+        replace(
+            rollout.ObservedRevision.from_deployment(
+                d,
+                failure=pods_failure(observed.pods, revision_of(d)),
+            ),
+            **room.facts(observed.pods, revision_of(d), desired),
+        )
+        for d in observed.deployments
+    ]
 
 
 def first_status_hold(
@@ -228,10 +237,18 @@ def wanted(owner: render.Owner, spec: api.ModelServiceSpec, revision: str) -> st
     return status.Wanted(
         revision=revision,
         total=spec.total_replicas,
-        max_unavailable=spec.rollout.max_unavailable,
+        max_unavailable=allowed_unavailable(spec.rollout),
         url=render.service_url(owner, spec),
         grpc_address=render.grpc_address(owner, spec),
     )
+
+
+def allowed_unavailable(spec: api.RolloutSpec) -> int:
+    """The ready pods the total may lack before Available turns False: maxUnavailable, or one
+    at least with whenFull MakeRoom, which accepts one pod short while an old pod makes room."""
+    if spec.when_full == "MakeRoom":
+        return max(spec.max_unavailable, 1)
+    return spec.max_unavailable
 
 
 async def apply_children(
@@ -269,6 +286,8 @@ async def apply_children(
     for revision, count in wanted.scales.items():
         older = live.get(revision)
         if older is not None and older["spec"].get("replicas") != count:
+            nodes = decision.give_up.get(revision, ())
+            await give_up_pods(owner, revision, nodes, desired, observed, kube, outcome)
             await kube.scale_deployment(owner.namespace, older["metadata"]["name"], count)
             outcome.writes.append(f"scale/{revision}")
             note_scale(outcome, revision, older["spec"].get("replicas"), count)
@@ -328,6 +347,27 @@ async def reconcile_routing(
         await kube.delete("v1", "Service", owner.namespace, name)
         outcome.writes.append(f"delete/service/{name}")
     return report
+
+
+async def give_up_pods(
+    owner: render.Owner,
+    revision: str,
+    nodes: Sequence[str],
+    desired: str,
+    observed: Observed,
+    kube: Kube,
+    outcome: Outcome,
+) -> None:
+    """Mark the pods the decision gives up to make room (one on each of `nodes`) so that
+    the ReplicaSet removes those when its Deployment is scaled down. Best effort: refused, the
+    ReplicaSet chooses by its own ranking, and the rollout goes on."""
+    for name in room.chosen(observed.pods, revision, nodes, desired):
+        try:
+            await kube.patch_pod(owner.namespace, name, room.deletion_cost_patch())
+        except Refused as refused:
+            log.warning("pod %s/%s not marked to give up: %s", owner.namespace, name, refused)
+            continue
+        outcome.writes.append(f"pod/{name}")
 
 
 async def gpu_offer(pods: Sequence[Mapping[str, Any]], revision: str, kube: Kube) -> str | None:

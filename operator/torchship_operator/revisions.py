@@ -25,6 +25,13 @@ class ObservedRevision:
     version: str | None = None  # the declared model.version, for messages
     created_at: float = 0.0  # orders the history: newest revisions are kept
     failure: str | None = None  # why its pods do not come up, e.g. "Unschedulable: 0/4 nodes..."
+    # Making room (rollout.whenFull: MakeRoom), from the scheduler's own words: pods pending for
+    # lack of the GPU they ask for ("Insufficient nvidia.com/gpu"), what each asks for ("1
+    # nvidia.com/gpu"), and the nodes of ready pods of this revision whose going would free that
+    # for the desired revision (one entry per pod).
+    unplaced: int = 0
+    short_of: str | None = None
+    room_on: tuple[str, ...] = ()
 
     @classmethod
     def from_deployment(
@@ -86,6 +93,20 @@ class Revisions:
     def failure(self, revision: str) -> str | None:
         r = self.by_name.get(revision)
         return r.failure if r else None
+
+    def unplaced(self, revision: str) -> int:
+        r = self.by_name.get(revision)
+        return max(0, r.unplaced) if r else 0
+
+    def short_of(self, revision: str) -> str | None:
+        r = self.by_name.get(revision)
+        return r.short_of if r else None
+
+    def room_on(self, revision: str) -> tuple[str, ...]:
+        """The nodes of the ready pods of `revision` whose going would free what the desired
+        revision lacks (no more of them than it has ready pods)."""
+        r = self.by_name.get(revision)
+        return tuple(r.room_on[: self.ready(revision)]) if r else ()
 
     def others(self, *keep: str | None) -> list[str]:
         return [r for r in self.by_name if r not in keep]

@@ -21,10 +21,11 @@ from typing import Any, Literal
 
 from . import budget
 from .revisions import ObservedRevision, Revisions, parse_time
-from .vocabulary import MESSAGE_LIMIT, Cause, Event, EventType, one_line
+from .vocabulary import MAKING_ROOM, MESSAGE_LIMIT, Cause, Event, EventType, one_line
 
 Strategy = Literal["RollingUpdate", "Canary", "BlueGreen"]
 Phase = Literal["Stable", "Progressing", "Paused", "Aborted"]
+WhenFull = Literal["Wait", "MakeRoom"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,6 +53,7 @@ class RolloutPolicy:
     # trafficRouting gateway-api: a router carries each canary step's weight exactly, where
     # one Service can only split by ready pods.
     exact_weights: bool = False
+    when_full: WhenFull = "Wait"  # a new pod short of its GPU: wait, or old pods make room
 
     @classmethod
     def from_spec(cls, spec: Any) -> RolloutPolicy:
@@ -64,6 +66,7 @@ class RolloutPolicy:
             progress_deadline_seconds=spec.progress_deadline_seconds,
             revision_history_limit=spec.revision_history_limit,
             exact_weights=spec.traffic_routing == "gateway-api",
+            when_full=spec.when_full,
         )
 
     @property
@@ -99,6 +102,7 @@ class RolloutState:
     aborted_revision: str | None = None
     reason: str | None = None  # why it aborted (or stalled), CamelCase
     message: str | None = None
+    making_room: str | None = None  # which old pods give up their GPU for which new ones
 
     def to_dict(self) -> dict[str, Any]:
         """camelCase keys; times as RFC 3339 (metav1.MicroTime); unset fields left out."""
@@ -139,6 +143,7 @@ _WIRE = {
     "aborted_revision": "abortedRevision",
     "reason": "reason",
     "message": "message",
+    "making_room": "makingRoom",
 }
 _TIMES = {"started_at", "paused_at", "progress_at"}
 
@@ -167,6 +172,9 @@ class Decision:
     # up, a BlueGreen preview, the old revision draining): a router's backends, at weight 0
     # until they serve, dropped once drained.
     backends: tuple[str, ...] = ()
+    # MakeRoom: per old revision, the nodes of the ready pods it gives up (one entry per pod), so
+    # that the operator has the ReplicaSet remove exactly those (pod-deletion-cost).
+    give_up: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,6 +221,7 @@ class _Pass:
     prior: RolloutState | None
     state: RolloutState = field(init=False)
     events: list[Event] = field(default_factory=list, init=False)
+    give_up: dict[str, tuple[str, ...]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.state = self.prior or RolloutState()
@@ -298,6 +307,7 @@ class _Pass:
             replicas, weights = self.rolling(stable)
         if self.state.phase == "Stable":
             return replicas, weights
+        self.make_room(replicas)
         if self.state.phase == "Progressing" and self.past_deadline():
             return self.abort(stable)
         return replicas, weights
@@ -320,7 +330,6 @@ class _Pass:
     def canary(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
         desired, steps = self.desired, self.policy.canary_steps
         others = {r: 0 for r in self.seen.others(desired, stable)}  # not part of this canary
-        surge, _ = self.policy.budget
         # Each pass walks as far as it can: steps whose pause already ended pass at once.
         while True:
             index = self.state.step
@@ -333,7 +342,7 @@ class _Pass:
                 last = steps[-1].weight if steps else 0
                 return replicas, self.canary_weights(replicas, stable, last, growing=True)
             step = steps[index]
-            canary, base = budget.canary_split(self.total, step.weight, surge)
+            canary, base = budget.canary_split(self.total, step.weight, self.budget()[0])
             targets = {desired: canary, stable: base}
             replicas = others | self.transition(targets, stable)
             if self.state.phase == "Progressing":
@@ -369,6 +378,7 @@ class _Pass:
             paused_at=None,
             reason=reason,
             message=message,
+            making_room=None,
         )
         self.emit("Warning", "RolloutAborted", message)
         return self.return_to(stable)
@@ -398,8 +408,8 @@ class _Pass:
     # -- helpers -------------------------------------------------------------------------------
 
     def transition(self, targets: Mapping[str, int], stable: str) -> dict[str, int]:
-        """One move toward `targets` within the policy's budget (budget.transition)."""
-        surge, unavailable = self.policy.budget
+        """One move toward `targets` within the budget (budget.transition)."""
+        surge, unavailable = self.budget()
         return budget.transition(
             targets,
             decided={r: self.seen.spec(r) for r in targets},
@@ -410,6 +420,56 @@ class _Pass:
             total=self.total,
             surge=surge,
             unavailable=unavailable,
+        )
+
+    def budget(self) -> tuple[int, int]:
+        """(surge, unavailable): the policy's, or, while old pods make room, no surge (a surge
+        pod would find no GPU either) and one pod at least that may go."""
+        surge, unavailable = self.policy.budget
+        return (0, max(unavailable, 1)) if self.room_wanted() else (surge, unavailable)
+
+    def room_wanted(self) -> bool:
+        """MakeRoom applies: a rollout (not its abort, not BlueGreen, which needs room for both
+        revisions by design) whose new pods the scheduler cannot place for lack of their GPU,
+        while ready old pods hold that GPU where the new ones could use it."""
+        return (
+            self.policy.when_full == "MakeRoom"
+            and self.policy.strategy != "BlueGreen"
+            and self.state.phase in ("Progressing", "Paused")
+            and self.state.stable_revision not in (None, self.desired)
+            and self.seen.unplaced(self.desired) > 0
+            and any(self.seen.room_on(r) for r in self.seen.others(self.desired))
+        )
+
+    def make_room(self, replicas: Mapping[str, int]) -> None:
+        """Which ready old pods this move gives up for the new revision's pending pods, and
+        where. Giving one up is progress: the deadline then counts from it, while its GPU is
+        freed and the pending pod starts on it. The message stands until the pods are placed."""
+        if not self.room_wanted():
+            if self.state.making_room is not None:
+                self.state = replace(self.state, making_room=None)
+            return
+        for r in self.seen.others(self.desired):
+            taken = self.seen.ready(r) - replicas.get(r, 0)
+            if taken > 0 and self.seen.room_on(r):
+                self.give_up[r] = self.seen.room_on(r)[:taken]
+        if self.give_up:
+            self.state = replace(self.state, progress_at=self.now, making_room=self.room_message())
+
+    def room_message(self) -> str:
+        name, desired = self.seen.name, self.desired
+        parts = []
+        for r, nodes in self.give_up.items():
+            pods, where = len(nodes), sorted(set(nodes))
+            parts.append(
+                f"revision {name(r)} gives up {pods} pod{'s' * (pods != 1)} on "
+                f"node{'s' * (len(where) != 1)} {', '.join(where)}"
+            )
+        pending = self.seen.unplaced(desired)
+        need = self.seen.short_of(desired)
+        return one_line(
+            f"making room: {'; '.join(parts)}{f' ({need})' if need else ''} for revision "
+            f"{name(desired)}'s pending pod{'s' * (pending != 1)}"
         )
 
     def done(self, replicas: Mapping[str, int]) -> bool:
@@ -435,9 +495,13 @@ class _Pass:
             return shares
         if growing:
             weight = max(weight, shares.get(self.desired, 0))
-        if weight <= 0:
-            return {stable: 100}
-        return {self.desired: weight, stable: 100 - weight} if weight < 100 else {self.desired: 100}
+        split = {self.desired: weight, stable: 100 - weight}
+        split = {r: w for r, w in split.items() if w > 0}
+        # A weight on a revision with no pod to take it (a lone canary pod that replaced the
+        # stable one, say) would be requests refused: then the pods' share it is.
+        if any(replicas.get(r, 0) == 0 or self.seen.ready(r) == 0 for r in split):
+            return shares
+        return split
 
     def started(self) -> RolloutState:
         """A rollout of the desired revision beginning now."""
@@ -501,6 +565,7 @@ class _Pass:
             prune=prune,
             cause=self.cause(),
             backends=self.backends(weights, replicas),
+            give_up=dict(self.give_up),
         )
 
     def backends(self, weights: Mapping[str, int], replicas: Mapping[str, int]) -> tuple[str, ...]:
@@ -543,6 +608,8 @@ class _Pass:
             step = steps[state.step]
             reason = "AwaitingPromotion" if step.pause_seconds is None else "CanaryPaused"
             return Cause.waiting(reason, self.step_message(state.step, step))
+        if state.making_room is not None:
+            return Cause.waiting(MAKING_ROOM, state.making_room)
         # A first revision that stalls keeps trying (RolloutStalled said so once): its pods
         # tell why better than the deadline does.
         return None

@@ -13,10 +13,12 @@ from typing import Any
 
 from . import offers, phases, render
 from .routing import RouteReport
-from .vocabulary import Cause, DeploymentView, revision_of
+from .vocabulary import MAKING_ROOM, Cause, DeploymentView, revision_of
 
 # Container waiting reasons that mean the revision will not come up without a change.
 FAILING_WAIT_REASONS = phases.FAILING_WAIT_REASONS
+# What pods wait for while old pods make room for them: the making room explains it.
+ROOM_FOR = frozenset({"WaitingForGPU", "Unschedulable"})
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,10 @@ def compute(
     )
     if (cause is None or cause.kind != "failed") and current is not None and not done:
         # A failing pod outranks a pause; a pause outranks the pods' start phase.
-        cause = revision_cause(current, children) or cause or start_cause(wanted, current, children)
+        found = revision_cause(current, children)
+        if found is not None and found.reason in ROOM_FOR and cause and cause.reason == MAKING_ROOM:
+            found = None  # the pod the old ones make room for
+        cause = found or cause or start_cause(wanted, current, children)
     old = {c["type"]: c for c in previous.get("conditions", []) or []}
     status: dict[str, Any] = {
         "observedGeneration": generation,

@@ -21,6 +21,9 @@ EventType = Literal["Normal", "Warning"]
 # Condition and event messages quote failures from the cluster; each is one bounded line.
 MESSAGE_LIMIT = 300
 DEFAULT_REPLICAS = 1  # the API server's default for a Deployment's spec.replicas
+# The reason conditions give while old pods give up their GPUs to the new revision's pending
+# pods (rollout.whenFull: MakeRoom): it explains those pods' wait.
+MAKING_ROOM = "MakingRoom"
 
 
 @dataclass(frozen=True)

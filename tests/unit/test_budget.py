@@ -105,3 +105,28 @@ def test_canary_split(total, weight, surge, expected):
 )
 def test_apportion(counts, expected):
     assert apportion(counts) == expected
+
+
+@given(
+    total=st.integers(0, 8),
+    surge=st.integers(0, 3),
+    unavailable=st.integers(0, 3),
+    old=st.integers(0, 8),
+    new=st.integers(0, 8),
+    ready_old=st.integers(0, 8),
+    ready_new=st.integers(0, 8),
+)
+def test_the_making_room_budget_adds_no_pod_and_keeps_all_but_one_ready(
+    total, surge, unavailable, old, new, ready_old, ready_new
+):
+    """Making room (rollout.whenFull: MakeRoom) moves with no surge and at least one pod that
+    may go, from wherever the policy's own budget left the pods: no pod above what there is or
+    the total, and never fewer than total - max(maxUnavailable, 1) of them ready."""
+    decided = {"a": old, "b": new}
+    ready = {"a": min(ready_old, old), "b": min(ready_new, new)}
+    room = max(unavailable, 1)
+    got = move({"a": 0, "b": total}, decided, ready, total=total, surge=0, unavailable=room)
+    assert sum(got.values()) <= max(total, sum(decided.values()))
+    kept_ready = sum(min(ready[r], got[r]) for r in got)
+    assert kept_ready >= min(sum(ready.values()), total - room)
+    assert got["a"] <= old

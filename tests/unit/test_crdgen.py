@@ -145,6 +145,7 @@ def test_cel_rules_have_messages(schema):
         (".spec.model", "has(self.entrypoint)"),
         (".spec", "self.runtime.device != 'cuda'"),
         (".spec.rollout", "size(self.steps) > 0"),
+        (".spec.rollout", "self.whenFull != 'MakeRoom' || self.strategy != 'BlueGreen'"),
         ("", "size(self.metadata.name) <= 52"),
     ],
 )

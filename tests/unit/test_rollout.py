@@ -273,6 +273,127 @@ def test_blue_green_comes_up_in_full_then_switches_at_once():
 
 
 # ---------------------------------------------------------------------------------------------
+# Making room (whenFull: MakeRoom)
+
+ROOM = RolloutPolicy(when_full="MakeRoom")  # maxSurge 1, maxUnavailable 0
+NO_GPU = "Unschedulable: 0/4 nodes are available: 4 Insufficient nvidia.com/gpu."
+OLD_PODS = ("gpu-0", "gpu-0", "gpu-1", "gpu-1")  # the nodes of the old revision's ready pods
+
+
+def pending(name: str = "b", replicas: int = 1, ready: int = 0, unplaced: int = 1, **kw):
+    """The new revision with `unplaced` pods the scheduler cannot place for lack of a GPU."""
+    return rev(
+        name, replicas, ready, failure=NO_GPU, unplaced=unplaced, short_of="1 nvidia.com/gpu", **kw
+    )
+
+
+def test_a_pod_short_of_its_gpu_has_an_old_one_give_up_its_own():
+    observed = [rev("a", 4, room_on=OLD_PODS), pending()]
+    d = call(policy=ROOM, state=rolling_out(), revisions=observed, now=100.0)
+    assert d.replicas == {"a": 3, "b": 1}  # no surge: one old pod goes, the new one takes its GPU
+    assert d.give_up == {"a": ("gpu-0",)}
+    message = (
+        "making room: revision a gives up 1 pod on node gpu-0 (1 nvidia.com/gpu) "
+        "for revision b's pending pod"
+    )
+    assert d.cause == Cause.waiting("MakingRoom", message)
+    assert d.state.making_room == message and d.state.progress_at == 100.0
+    assert d.events == ()  # the Ready condition's change tells it (one event per change of cause)
+
+
+@pytest.mark.parametrize(
+    ("policy", "observed", "expected"),
+    [
+        # Wait (the default): the surge pod waits, nothing else moves.
+        (ROLLING, [rev("a", 4, room_on=OLD_PODS), pending()], {"a": 4, "b": 1}),
+        # No old pod holds what it lacks (another GPU product, say): giving one up frees nothing.
+        (ROOM, [rev("a", 4), pending()], {"a": 4, "b": 1}),
+        # Pending for another reason (a node selector no node matches): no room to make.
+        (ROOM, [rev("a", 4, room_on=OLD_PODS), rev("b", 1, 0, failure=NO_GPU)], {"a": 4, "b": 1}),
+        # Nothing pending: the policy's own budget, surge first.
+        (ROOM, [rev("a", 4, room_on=OLD_PODS)], {"a": 4, "b": 1}),
+        # maxUnavailable 2 lets two old pods go at once.
+        (
+            replace(ROOM, max_unavailable=2),
+            [rev("a", 4, room_on=OLD_PODS), pending()],
+            {"a": 2, "b": 2},
+        ),
+    ],
+)
+def test_room_is_made_only_when_asked_for_and_useful(policy, observed, expected):
+    d = call(policy=policy, state=rolling_out(), revisions=observed)
+    assert d.replicas == expected
+    made = expected["a"] < 4
+    assert bool(d.give_up) == made
+    assert (d.cause is not None and d.cause.reason == "MakingRoom") == made
+
+
+def test_while_the_freed_gpu_comes_the_message_stands_and_nothing_more_goes():
+    first = call(
+        policy=ROOM, state=rolling_out(), revisions=[rev("a", 4, room_on=OLD_PODS), pending()]
+    )
+    # The old pod is going (not ready, no longer counted); the new one still waits for its GPU.
+    observed = [rev("a", 3, room_on=OLD_PODS[1:]), pending()]
+    d = call(policy=ROOM, state=first.state, revisions=observed, now=130.0)
+    assert d.replicas == {"a": 3, "b": 1} and d.give_up == {}
+    assert d.cause == first.cause and d.state == first.state
+    # Placed: the pod starts on the freed GPU; the message goes, the pods tell how far they are.
+    observed = [rev("a", 3, room_on=OLD_PODS[1:]), rev("b", 1, 0)]
+    d = call(policy=ROOM, state=d.state, revisions=observed, now=160.0)
+    assert d.state.making_room is None and d.cause is None
+    # Ready: the policy's own budget again, a surge pod first; when it waits, room again.
+    observed = [rev("a", 3, room_on=OLD_PODS[1:]), rev("b", 1)]
+    d = call(policy=ROOM, state=d.state, revisions=observed, now=190.0)
+    assert d.replicas == {"a": 3, "b": 2} and d.give_up == {}
+    observed = [rev("a", 3, room_on=OLD_PODS[1:]), pending(replicas=2, ready=1)]
+    d = call(policy=ROOM, state=d.state, revisions=observed, now=220.0)
+    assert d.replicas == {"a": 2, "b": 2} and d.give_up == {"a": ("gpu-0",)}
+
+
+def test_making_room_is_progress_the_deadline_counts_from_it():
+    started = rolling_out(at=0.0)
+    observed = [rev("a", 4, room_on=OLD_PODS), pending()]
+    # Wait: the surge pod that never gets a GPU aborts the rollout at the deadline.
+    assert call(state=started, revisions=observed, now=600.0).state.phase == "Aborted"
+    # MakeRoom at 590 s: the deadline now counts from there...
+    d = call(policy=ROOM, state=started, revisions=observed, now=590.0)
+    assert d.state.phase == "Progressing" and d.requeue_after == 600
+    waiting = [rev("a", 3, room_on=OLD_PODS[1:]), pending()]
+    d = call(policy=ROOM, state=d.state, revisions=waiting, now=1000.0)
+    assert d.state.phase == "Progressing" and d.requeue_after == 190
+    # ...and when the freed GPU never reaches the new pod (something else took it), it aborts.
+    d = call(policy=ROOM, state=d.state, revisions=waiting, now=1190.0)
+    assert d.state.phase == "Aborted" and d.state.reason == "Unschedulable"
+    assert d.state.making_room is None and d.give_up == {}
+    assert d.cause is not None and d.cause.kind == "failed"
+
+
+def test_a_canary_step_makes_room_too():
+    canary = replace(CANARY, when_full="MakeRoom")
+    observed = [rev("a", 4, room_on=OLD_PODS), pending()]
+    d = call(policy=canary, state=rolling_out(), revisions=observed)
+    assert d.replicas == {"a": 3, "b": 1} and d.give_up == {"a": ("gpu-0",)}
+    # One replica: the lone canary pod replaces the stable one rather than wait beside it.
+    d = call(
+        policy=canary,
+        total=1,
+        state=rolling_out(),
+        revisions=[rev("a", 1, room_on=("gpu-0",)), pending()],
+    )
+    assert d.replicas == {"a": 0, "b": 1}
+
+
+def test_blue_green_and_an_abort_make_no_room():
+    blue_green = replace(BLUE_GREEN, when_full="MakeRoom")  # the CRD refuses it; plan waits
+    observed = [rev("a", 4, room_on=OLD_PODS), pending(replicas=4)]
+    d = call(policy=blue_green, state=rolling_out(), revisions=observed)
+    assert d.replicas == {"a": 4, "b": 4} and d.give_up == {}
+    aborted = replace(rolling_out(), phase="Aborted", aborted_revision="b", reason="Unschedulable")
+    d = call(policy=ROOM, state=aborted, revisions=[rev("a", 3, room_on=OLD_PODS[:3]), pending()])
+    assert d.give_up == {} and d.replicas == {"a": 4, "b": 0}
+
+
+# ---------------------------------------------------------------------------------------------
 # Abort, rollback, history
 
 
@@ -419,6 +540,9 @@ def test_policy_from_spec_reads_the_api_model():
     policy = RolloutPolicy.from_spec(spec)
     assert policy.steps == (Step(10, 60), Step(50, None))
     assert policy.strategy == "Canary" and policy.max_surge == spec.max_surge
+    assert policy.when_full == "Wait"
+    room = api.RolloutSpec.model_validate({"whenFull": "MakeRoom"})
+    assert RolloutPolicy.from_spec(room).when_full == "MakeRoom"
 
 
 @pytest.mark.parametrize(
@@ -449,7 +573,23 @@ def observed_revisions(draw):
         ready = draw(st.integers(0, replicas + 1))
         available = draw(st.integers(0, ready))
         failure = draw(st.sampled_from([None, "Unschedulable: no nodes", "odd"]))
-        out.append(ObservedRevision(name, replicas, ready, available, None, float(i), failure))
+        unplaced = draw(st.integers(0, replicas))
+        short_of = "1 nvidia.com/gpu" if unplaced else None
+        room_on = tuple(sorted(draw(st.lists(st.sampled_from(["n0", "n1"]), max_size=ready))))
+        out.append(
+            ObservedRevision(
+                name,
+                replicas,
+                ready,
+                available,
+                None,
+                float(i),
+                failure,
+                unplaced,
+                short_of,
+                room_on,
+            )
+        )
     return out
 
 
@@ -468,6 +608,7 @@ states = st.none() | st.builds(
     aborted_revision=maybe_name,
     reason=st.none() | st.just("Unschedulable"),
     message=st.none() | st.just("m"),
+    making_room=st.none() | st.just("making room: m"),
 )
 policies = st.builds(
     RolloutPolicy,
@@ -481,6 +622,7 @@ policies = st.builds(
     progress_deadline_seconds=st.sampled_from([60, 600]),
     revision_history_limit=st.integers(0, 3),
     exact_weights=st.booleans(),
+    when_full=st.sampled_from(["Wait", "MakeRoom"]),
 )
 inputs = st.fixed_dictionaries(
     {
@@ -517,8 +659,15 @@ def check_decision(d: Decision, args: dict) -> None:
     assert d.backends[: len(d.serving)] == d.serving and len(set(d.backends)) == len(d.backends)
     assert set(d.backends) <= set(d.replicas)
     steps = args["policy"].canary_steps
-    if args["policy"].exact_weights and d.state.phase == "Paused" and d.state.step < len(steps):
-        assert d.weights.get(args["desired"], 0) == steps[d.state.step].weight
+    paused = d.state.phase == "Paused" and d.state.step < len(steps)
+    if args["policy"].exact_weights and paused and len(d.weights) == 2:
+        # (a lone canary pod that replaced the stable one takes it all)
+        assert d.weights[args["desired"]] == steps[d.state.step].weight
+    observed = {r.revision: r for r in args["revisions"]}
+    for r, nodes in d.give_up.items():  # only ready old pods that hold what is lacking go
+        assert r != args["desired"] and args["policy"].when_full == "MakeRoom"
+        assert set(nodes) <= set(observed[r].room_on)
+        assert 0 < len(nodes) <= min(observed[r].ready, observed[r].replicas) - d.replicas[r]
 
 
 @PROPERTY
@@ -530,6 +679,32 @@ def test_any_decision_is_well_formed_and_a_fixed_point(args):
     again = plan(**(args | {"state": d.state}))
     assert again.events == ()
     assert replace(again, events=d.events) == d
+
+
+@PROPERTY
+@given(inputs)
+def test_making_room_never_leaves_fewer_ready_than_the_policy_allows(args):
+    """Whatever the cluster shows, a rollout that makes room keeps at least
+    total - max(maxUnavailable, 1) pods ready (or as many as were), and adds no pod beyond the
+    policy's surge."""
+    policy = replace(args["policy"], when_full="MakeRoom")
+    d = plan(**(args | {"policy": policy}))
+    rollout = d.state.phase in ("Progressing", "Paused") and d.state.stable_revision is not None
+    if not rollout or args["total"] == 0:  # (a first revision has nothing to protect)
+        return
+    # A canary moves the stable and the new revision only (others go at once, as ever).
+    moving = (args["desired"], d.state.stable_revision)
+    ready = {
+        r.revision: max(0, min(r.ready, r.replicas))
+        for r in args["revisions"]
+        if policy.strategy == "RollingUpdate" or r.revision in moving
+    }
+    kept = sum(min(n, d.replicas.get(r, 0)) for r, n in ready.items())
+    floor = args["total"] - max(policy.budget[1], 1)
+    assert kept >= min(sum(ready.values()), floor)
+    if policy.strategy == "RollingUpdate":
+        decided = sum(r.replicas for r in args["revisions"])
+        assert sum(d.replicas.values()) <= max(args["total"] + policy.budget[0], decided)
 
 
 @st.composite
@@ -602,14 +777,29 @@ class Cluster:
     def observe(self) -> list[ObservedRevision]:
         out = []
         for name, p in self.deployments.items():
-            failure = None
+            failure, unplaced = None, 0
             pending = p.spec > p.starting + p.ready
             if pending and (self.room() <= 0 or name in self.unplaceable):
                 failure = GPU_FULL
-            elif name in self.broken and p.starting:
+                # For lack of a GPU, or for a product no node has (no Insufficient then).
+                unplaced = 0 if name in self.unplaceable else p.spec - p.starting - p.ready
+            if name in self.broken and p.starting:  # the crash says more than a pending pod
                 failure = "CrashLoopBackOff: back-off 5m0s restarting failed container"
+            short_of = "1 nvidia.com/gpu" if unplaced else None
+            room_on = ("gpu-0",) * p.ready  # every ready pod holds a GPU any other could use
             out.append(
-                ObservedRevision(name, p.spec, p.ready, p.ready, None, p.created_at, failure)
+                ObservedRevision(
+                    name,
+                    p.spec,
+                    p.ready,
+                    p.ready,
+                    None,
+                    p.created_at,
+                    failure,
+                    unplaced,
+                    short_of,
+                    room_on,
+                )
             )
         return out
 
@@ -686,6 +876,8 @@ class Run:
 
 def check_rolling_budget(policy, total, observed, d) -> None:
     surge, unavailable = policy.budget
+    if policy.when_full == "MakeRoom":  # no surge then, and one pod at least may go
+        unavailable = max(unavailable, 1)
     assert total <= sum(d.replicas.values()) <= total + surge
     ready = {r.revision: min(r.ready, r.replicas) for r in observed}
     floor = min(total - unavailable, sum(ready.values()))
@@ -713,6 +905,7 @@ scenarios = st.fixed_dictionaries(
             max_unavailable=st.integers(0, 2),
             revision_history_limit=st.integers(0, 2),
             exact_weights=st.booleans(),
+            when_full=st.sampled_from(["Wait", "MakeRoom"]),
         ),
         "total": st.integers(0, 6),
         "tight": st.booleans(),
@@ -722,10 +915,15 @@ SIMULATION = settings(max_examples=150, deadline=None)
 
 
 def cluster_for(policy: RolloutPolicy, total: int, tight: bool) -> Cluster:
-    """The GPUs the strategy needs, and none spare when `tight` and maxSurge is 0."""
+    """The GPUs the strategy needs, and none spare when `tight` and maxSurge is 0 or MakeRoom."""
     surge, _ = policy.budget
     if policy.strategy == "BlueGreen":
         return Cluster(capacity=2 * total)
+    weights = [s.weight for s in policy.canary_steps]
+    if tight and policy.when_full == "MakeRoom" and weights == sorted(weights):
+        # (A step that lowers the weight grows the stable revision: room is made for the new
+        # one only, so such a canary needs its surge.)
+        return Cluster(capacity=total)
     return Cluster(capacity=total + (0 if tight and surge == 0 else max(surge, 1)))
 
 
@@ -842,3 +1040,30 @@ def test_with_a_router_blue_green_and_abort_keep_the_other_backend_at_zero():
     d = call(policy=ROUTED_CANARY, state=state, revisions=observed, now=600.0)
     assert d.state.phase == "Aborted" and d.weights == {"a": 100}
     assert d.backends == ("a", "b")  # b still has its pod (decided to 0, not yet gone)
+
+
+@pytest.mark.parametrize("strategy", ["RollingUpdate", "Canary"])
+def test_on_a_full_cluster_max_surge_1_deadlocks_and_make_room_completes(strategy):
+    steps = (Step(50, 0),) if strategy == "Canary" else ()
+    wait = RolloutPolicy(strategy=strategy, steps=steps)  # maxSurge 1, maxUnavailable 0
+    total = 4
+    run = Run(wait, Cluster(capacity=total), total)  # every GPU taken
+    run.until_stable("a", 5)
+    for _ in range(bound(wait, total)):
+        d = run.tick("b")
+    assert d.state.phase == "Aborted" and d.state.reason == "Unschedulable"
+    assert run.cluster.deployments["a"].ready == total
+
+    room = replace(wait, when_full="MakeRoom")
+    run = Run(room, Cluster(capacity=total), total)
+    run.until_stable("a", 5)
+    causes = []
+    for _ in range(bound(room, total)):
+        d = run.tick("b")
+        causes.append(d.cause.reason if d.cause else None)
+        ready = sum(p.ready for p in run.cluster.deployments.values())
+        assert ready >= total - 1  # one pod's capacity short while it moves, never more
+        if d.state == RolloutState(stable_revision="b") and run.settled("b"):
+            break
+    assert run.settled("b") and d.state.phase == "Stable"
+    assert "MakingRoom" in causes

@@ -95,6 +95,7 @@ write only their status; server-side apply (patch, and create for a new object),
 scale their children; read pods for the
 reasons in status; post events; take part in leader election (namespaced peering); with
 gatewayAPI.enabled, write the HTTPRoutes of trafficRouting gateway-api. Used by the
+reasons in status (and mark the one an old revision gives up to make room); post events; take part in leader election (namespaced peering). Used by the
 Roles of a namespaced install and by the ClusterRole of a cluster-wide one. Kept in step with
 torchship_operator.rbac (a test compares them).
 */}}
@@ -125,7 +126,7 @@ torchship_operator.rbac (a test compares them).
   verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

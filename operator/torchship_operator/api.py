@@ -191,7 +191,8 @@ class Resources(ApiModel):
 class CompileSpec(ApiModel):
     """torch.compile the module while the pod warms up, before it is ready; Inductor's cache
     directory is on the pod's cache volume, so a restarted container reuses the compiled
-    kernels. Needs a C++ compiler in the runtime image (see docs/cold-starts.md)."""
+    kernels, and with model.cache on the claim, so the next replica does too. Needs a C++
+    compiler in the runtime image (see docs/cold-starts.md)."""
 
     mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
         "default"

@@ -15,6 +15,10 @@ from . import api, render
 
 LABEL_CACHE = "torchship.dev/model-cache"
 MOUNT = "/mnt/torchship-cache"
+# With runtime.compile: the claim's kernels/ directory, the one part of it the pods write, where
+# each compiles into and the next replica finds what an earlier one compiled.
+KERNELS_SUBPATH = "kernels"
+KERNELS_MOUNT = "/var/cache/torchship-kernels"
 VOLUME = "model-cache"
 FILL_BACKOFF_LIMIT = 3
 # The pods' fetch waits this long for the Job to fill the claim, then restarts (and waits again).
@@ -107,17 +111,30 @@ def render_job(owner: render.Owner, spec: api.ModelServiceSpec, image: str) -> d
     }
 
 
-def pod_volume(owner_name: str, spec: api.ModelServiceSpec) -> tuple[dict, dict]:
-    """The claim as the serving pods mount it: read-only."""
+def pod_volume(owner_name: str, spec: api.ModelServiceSpec) -> tuple[dict, list[dict]]:
+    """The claim as the serving pods mount it: the model read-only; with runtime.compile, its
+    kernels/ directory read-write as well (the kubelet makes it, with the claim's own mode)."""
     name = cache_name(owner_name, spec)
-    volume = {"name": VOLUME, "persistentVolumeClaim": {"claimName": name, "readOnly": True}}
-    return volume, {"name": VOLUME, "mountPath": MOUNT, "readOnly": True}
+    model = {"name": VOLUME, "mountPath": MOUNT, "readOnly": True}
+    if not spec.runtime.compile:
+        volume = {"name": VOLUME, "persistentVolumeClaim": {"claimName": name, "readOnly": True}}
+        return volume, [model]
+    kernels = {"name": VOLUME, "mountPath": KERNELS_MOUNT, "subPath": KERNELS_SUBPATH}
+    return {"name": VOLUME, "persistentVolumeClaim": {"claimName": name}}, [model, kernels]
 
 
 def pod_env(spec: api.ModelServiceSpec) -> dict[str, str]:
     """The runtime reads downloads from the claim; its fetch waits for the Job's, never
-    downloads itself."""
-    return {"TORCHSHIP_MODEL_CACHE_DIR": MOUNT, "TORCHSHIP_FETCH_WAIT_SECONDS": str(WAIT_SECONDS)}
+    downloads itself. Compiled kernels go to the claim's kernels/ (Inductor's and Triton's
+    caches key their entries by torch version, device and graph, and write them atomically, so
+    replicas and revisions share the directory safely)."""
+    env = {"TORCHSHIP_MODEL_CACHE_DIR": MOUNT, "TORCHSHIP_FETCH_WAIT_SECONDS": str(WAIT_SECONDS)}
+    if spec.runtime.compile:
+        env |= {
+            "TORCHINDUCTOR_CACHE_DIR": f"{KERNELS_MOUNT}/inductor",
+            "TRITON_CACHE_DIR": f"{KERNELS_MOUNT}/triton",
+        }
+    return env
 
 
 # -- what the cluster says ------------------------------------------------------------------

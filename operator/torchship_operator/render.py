@@ -156,13 +156,14 @@ def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
     }
     if model.entrypoint:
         values["TORCHSHIP_MODEL_ENTRYPOINT"] = model.entrypoint
-    if model.cache:
-        values |= cache.pod_env(spec)
     if runtime.compile:
         values["TORCHSHIP_COMPILE_MODE"] = runtime.compile.mode
-        # Compiled kernels on the cache volume: a restarted container finds them there.
+        # Compiled kernels on the pod's cache volume: a restarted container finds them there
+        # (and, with model.cache, the next replica: on the claim, below).
         values["TORCHINDUCTOR_CACHE_DIR"] = f"{CACHE_DIR}/inductor"
         values["TRITON_CACHE_DIR"] = f"{CACHE_DIR}/triton"
+    if model.cache:
+        values |= cache.pod_env(spec)
     for key, tensors in (("INPUTS", model.inputs), ("OUTPUTS", model.outputs)):
         if tensors:
             values[f"TORCHSHIP_MODEL_{key}"] = json.dumps(
@@ -281,9 +282,9 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
             {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
     if spec.model.cache:
-        volume, mount = cache.pod_volume(name, spec)
+        volume, claim_mounts = cache.pod_volume(name, spec)
         volumes.append(volume)
-        mounts.append(mount)
+        mounts.extend(claim_mounts)
     if spec.tls:
         # A whole-Secret volume (no subPath): the kubelet swaps in a renewed certificate.
         mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})

@@ -81,6 +81,45 @@ def test_every_pod_mounts_the_cache_read_only_and_waits_for_it():
         assert env["TORCHSHIP_FETCH_WAIT_SECONDS"] == str(cache.WAIT_SECONDS)
 
 
+def test_with_compile_the_next_replica_finds_the_kernels_an_earlier_one_compiled():
+    """The model stays read-only; only the claim's kernels/ is written, and Inductor's and
+    Triton's caches are there rather than on the pod's own volume."""
+    s = api.ModelServiceSpec.model_validate(
+        {
+            "model": {
+                **SOURCE,
+                "format": "state-dict",
+                "entrypoint": "m:build",
+                "cache": {"size": "1Gi"},
+            },
+            "runtime": {"compile": {}},
+        }
+    )
+    revision = render.revision_hash(s, IMAGE)
+    pod = render.render(OWNER, s, IMAGE, {revision: 2}).deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claim = volumes[cache.VOLUME]["persistentVolumeClaim"]
+    assert claim == {"claimName": cache.cache_name("resnet", s)}  # the mounts say what is written
+    runtime = pod["containers"][0]
+    mounts = [m for m in runtime["volumeMounts"] if m["name"] == cache.VOLUME]
+    assert mounts == [
+        {"name": cache.VOLUME, "mountPath": cache.MOUNT, "readOnly": True},
+        {"name": cache.VOLUME, "mountPath": cache.KERNELS_MOUNT, "subPath": cache.KERNELS_SUBPATH},
+    ]
+    env = {e["name"]: e.get("value") for e in runtime["env"]}
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == f"{cache.KERNELS_MOUNT}/inductor"
+    assert env["TRITON_CACHE_DIR"] == f"{cache.KERNELS_MOUNT}/triton"
+    # Without the cache, the pod's own volume: a restart finds them, the next replica not.
+    alone = api.ModelServiceSpec.model_validate(
+        {
+            "model": {**SOURCE, "format": "state-dict", "entrypoint": "m:build"},
+            "runtime": {"compile": {}},
+        }
+    )
+    env = {e["name"]: e.get("value") for e in render.runtime_env("resnet", alone)}
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == f"{render.CACHE_DIR}/inductor"
+
+
 def test_a_spec_without_a_cache_keeps_its_revision():
     plain = api.ModelServiceSpec.model_validate({"model": SOURCE})
     assert "cache" not in render.revision_spec(plain)

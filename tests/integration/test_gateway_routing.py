@@ -91,6 +91,19 @@ def weights(control_plane, namespace: str, name: str) -> dict[str, int] | None:
     return {versions.get(b["name"], b["name"]): b["weight"] for b in rule["backendRefs"]}
 
 
+def wait_condition(
+    control_plane, namespace: str, name: str, kind: str, timeout: float = 60, **want
+):
+    """The ModelService once its `kind` condition has the fields in `want`."""
+
+    def check() -> dict | None:
+        obj = get_json(control_plane, "msvc", name, "-n", namespace)
+        found = condition(obj, kind)
+        return obj if all(found.get(k) == v for k, v in want.items()) else None
+
+    return wait_for(check, timeout)
+
+
 def ready(obj: dict) -> bool:
     return condition(obj, "Ready").get("status") == "True"
 
@@ -266,14 +279,7 @@ def test_the_gateway_report_on_the_route_is_the_routed_condition(
     set_route_status(
         control_plane, namespace, "seen", Accepted="Accepted", ResolvedRefs="ResolvedRefs"
     )
-    wait_for(
-        lambda: (
-            condition(get_json(control_plane, "msvc", "seen", "-n", namespace), "Routed").get(
-                "status"
-            )
-            == "True"
-        )
-    )
+    wait_condition(control_plane, namespace, "seen", "Routed", status="True")
     set_route_status(
         control_plane,
         namespace,
@@ -281,13 +287,7 @@ def test_the_gateway_report_on_the_route_is_the_routed_condition(
         Accepted="NotAllowedByListeners",
         ResolvedRefs="ResolvedRefs",
     )
-    obj = wait_for(
-        lambda: (
-            (o := get_json(control_plane, "msvc", "seen", "-n", namespace))
-            and condition(o, "Routed").get("status") == "False"
-            and o
-        )
-    )
+    obj = wait_condition(control_plane, namespace, "seen", "Routed", status="False")
     assert condition(obj, "Routed")["reason"] == "NotAllowedByListeners"
     assert condition(obj, "Ready")["status"] == "False"
     assert condition(obj, "Ready")["reason"] == "NotAllowedByListeners"
@@ -304,13 +304,7 @@ def test_without_the_gateway_api_the_status_says_what_to_install(
     )
     try:
         apply(control_plane, namespace, "bare", model=model("v1"), rollout=routed("RollingUpdate"))
-        obj = wait_for(
-            lambda: (
-                (o := get_json(control_plane, "msvc", "bare", "-n", namespace))
-                and condition(o, "Routed").get("reason") == "GatewayAPIMissing"
-                and o
-            )
-        )
+        obj = wait_condition(control_plane, namespace, "bare", "Routed", reason="GatewayAPIMissing")
         assert condition(obj, "Ready")["reason"] == "GatewayAPIMissing"
         assert "standard-install.yaml" in condition(obj, "Routed")["message"]
         # Not a hot loop: asked again at the route's poll, not at once.
@@ -322,13 +316,8 @@ def test_without_the_gateway_api_the_status_says_what_to_install(
     finally:
         install_gateway_api(control_plane)
     # Installing the CRDs is enough: the route follows at the next poll.
-    obj = wait_for(
-        lambda: (
-            (o := get_json(control_plane, "msvc", "bare", "-n", namespace))
-            and condition(o, "Routed").get("reason") == "AwaitingGateway"
-            and o
-        ),
-        timeout=60,
+    obj = wait_condition(
+        control_plane, namespace, "bare", "Routed", timeout=60, reason="AwaitingGateway"
     )
     assert ready(obj)
     assert weights(control_plane, namespace, "bare") == {"v1": 100}

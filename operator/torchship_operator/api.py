@@ -323,6 +323,35 @@ class GatewayRef(ApiModel):
     """The Gateway listener to attach to (default: every listener that allows the route)."""
 
 
+class AnalysisSpec(ApiModel):
+    """Canary analysis: each step is judged on the canary pods' own metrics against the
+    stable's, measured over windows of intervalSeconds; a step passes after its pause (or
+    promotion) once a measurement passed, and a step whose failed measurements exceed
+    failureLimit aborts the rollout with reason AnalysisFailed."""
+
+    max_error_ratio: float | None = Field(default=None, ge=0, le=1)
+    """Most share of the canary's requests that may fail with a server error (5xx)."""
+    max_latency_p99_ms: float | None = Field(default=None, gt=0)
+    """Highest p99 request latency of the canary, in milliseconds."""
+    max_latency_p99_ratio: float | None = Field(default=None, ge=1)
+    """Highest canary p99 latency as a multiple of the stable revision's, in the same window."""
+    min_requests: int = Field(default=20, ge=1)
+    """Requests a window needs (on the canary, and on the stable for the ratio) to judge;
+    fewer, and the measurement is inconclusive and the step waits."""
+    interval_seconds: int = Field(default=30, ge=5, le=3600)
+    """Length of one measurement window."""
+    failure_limit: int = Field(default=0, ge=0, le=100)
+    """Failed measurements a step tolerates; one more aborts the rollout."""
+
+    model_config = validations(
+        rule(
+            "has(self.maxErrorRatio) || has(self.maxLatencyP99Ms) || has(self.maxLatencyP99Ratio)",
+            "rollout.analysis needs at least one of maxErrorRatio, maxLatencyP99Ms, "
+            "maxLatencyP99Ratio",
+        ),
+    )
+
+
 class RolloutSpec(ApiModel):
     """How a new revision replaces the serving one."""
 
@@ -348,6 +377,8 @@ class RolloutSpec(ApiModel):
     promoted_step: int | None = Field(default=None, ge=0)
     """Index of the last canary step released by hand (steps without pauseSeconds wait for it).
     Declarative, so GitOps can promote."""
+    analysis: AnalysisSpec | None = None
+    """Judge each canary step on the canary's metrics (Canary only)."""
     when_full: Literal["Wait", "MakeRoom"] = "Wait"
     """What a rollout does when a new pod cannot be placed for lack of the GPU it asks for (the
     scheduler's Insufficient nvidia.com/gpu). Wait: the pod waits, and the rollout aborts at
@@ -376,6 +407,12 @@ class RolloutSpec(ApiModel):
             "rollout.gateway is used by trafficRouting gateway-api only: set it, or remove "
             "rollout.gateway",
             fieldPath=".gateway",
+        ),
+        rule(
+            "!has(self.analysis) || self.strategy == 'Canary'",
+            "rollout.analysis judges canary steps: set rollout.strategy Canary, or remove "
+            "rollout.analysis",
+            fieldPath=".analysis",
         ),
         rule(
             "self.whenFull != 'MakeRoom' || self.strategy != 'BlueGreen'",

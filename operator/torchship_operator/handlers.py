@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from . import api, phases, render, selection, starts
+from . import api, phases, render, scrape, selection, starts
 from .kube import Kube, make_api_client
 from .metrics import CACHED, MODELSERVICES, QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from .reconcile import Event, Observed, now_iso, reconcile
@@ -44,6 +44,7 @@ class Controller:
         self.failing_pods = FailingPods()
         self.workers: list[asyncio.Task] = []
         self.starts = starts.StartEvents()
+        self.scraper = scrape.Scraper()  # canary analysis: the pods' /metrics
 
     def observe(self, key: tuple[str, str]) -> Observed | None:
         bodies = list(self.indexes["modelservice_index"].get(key, []))
@@ -146,9 +147,12 @@ def slim_pod(
     }
     # A pod being deleted is no pod to give up to make room (room.py).
     deleted = {"deletionTimestamp": deleting} if deleting else {}
+    # Where canary analysis reads the pod's /metrics (scrape.py).
+    address = {"podIP": status["podIP"]} if status.get("podIP") else {}
     return {
         "metadata": {"name": name, "labels": dict(labels), **deleted},
         "status": slim_status,
+        **address,
         # The start phase's signals (container states and times), for phases.py.
         "start": phases.facts(spec, status),
     }
@@ -294,12 +298,19 @@ async def reconcile_key(key: tuple[str, str]) -> None:
     if observed is None:  # deleted: its children go with it (owner references)
         queue.forget(key)
         controller.starts.forget(key)
+        controller.scraper.forget(key)
         controller.readiness.pop(key, None)
         update_readiness_gauge()
         return
     started = time.perf_counter()
     try:
-        outcome = await reconcile(observed, controller.kube, controller.settings, now=time.time())
+        outcome = await reconcile(
+            observed,
+            controller.kube,
+            controller.settings,
+            now=time.time(),
+            scraper=controller.scraper,
+        )
     except Exception as error:  # any failure: back off, never a hot loop
         delay = queue.retry(key)
         RECONCILES.labels("error").inc()

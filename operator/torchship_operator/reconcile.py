@@ -15,7 +15,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import api, autoscaling, cache, offers, phases, render, rollout, room, routing, status
+from . import (
+    api,
+    autoscaling,
+    cache,
+    offers,
+    phases,
+    render,
+    rollout,
+    room,
+    routing,
+    scrape,
+    status,
+)
 from .kube import Applied, Kube, Refused
 from .settings import Settings
 from .vocabulary import Cause, Event, EventType, one_line, revision_of
@@ -77,7 +89,13 @@ def invalid_spec_message(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: float) -> Outcome:
+async def reconcile(
+    observed: Observed,
+    kube: Kube,
+    settings: Settings,
+    now: float,
+    scraper: scrape.Scraper | None = None,
+) -> Outcome:
     meta = observed.body["metadata"]
     # Our last status write, when the watch cache has not caught up with it yet.
     body = kube.latest((api.KIND, meta["namespace"], meta["name"]), observed.body) or observed.body
@@ -97,14 +115,31 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
     image = spec.runtime.image or settings.runtime_image
     desired = render.revision_hash(spec, image)
 
+    policy = rollout.RolloutPolicy.from_spec(spec.rollout)
+    state = rollout.RolloutState.from_dict(previous.get("rollout"))
+    key = (owner.namespace, owner.name)
+    measurement = None
+    if scraper is not None and analysed(policy, state, desired):
+        measurement = await scraper.measure(
+            key,
+            observed.pods,
+            canary=desired,
+            stable=state.stable_revision,
+            port=render.RUNTIME_PORT,
+            tls=spec.tls is not None,
+            since=state.paused_at or now,
+            interval=policy.analysis.interval_seconds,
+            now=now,
+        )
     decision = rollout.plan(
-        policy=rollout.RolloutPolicy.from_spec(spec.rollout),
+        policy=policy,
         desired=desired,
         total=spec.total_replicas,
-        state=rollout.RolloutState.from_dict(previous.get("rollout")),
+        state=state,
         revisions=observed_revisions(observed, desired),
         now=now,
         promoted_step=spec.rollout.promoted_step,
+        measurement=measurement,
     )
 
     first_revision = not (previous.get("rollout") or {}).get("stableRevision")
@@ -139,6 +174,13 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         routed,
     )
     outcome.requeue_after = decision.requeue_after
+    if scraper is not None:
+        if analysed(policy, decision.state, desired):
+            # The next window; at once when the step was just reached (its first reading).
+            poll = scraper.due(key, policy.analysis.interval_seconds, now) or 1.0
+            outcome.requeue_after = min(outcome.requeue_after or poll, poll)
+        else:
+            scraper.forget(key)
     if routed is not None:
         poll = (
             ROUTE_ACCEPTED_POLL_SECONDS if routed.status == "True" else ROUTE_PENDING_POLL_SECONDS
@@ -156,6 +198,19 @@ async def reconcile(observed: Observed, kube: Kube, settings: Settings, now: flo
         return outcome
     await write_status(kube, owner, previous, new_status, outcome)
     return outcome
+
+
+def analysed(
+    policy: rollout.RolloutPolicy, state: rollout.RolloutState | None, desired: str
+) -> bool:
+    """A canary of `desired` paused at an analysed step: its windows are being measured."""
+    return (
+        policy.analysis is not None
+        and state is not None
+        and state.phase == "Paused"
+        and state.target_revision == desired
+        and state.stable_revision not in (None, desired)
+    )
 
 
 def observed_revisions(observed: Observed, desired: str) -> list[rollout.ObservedRevision]:
@@ -509,7 +564,9 @@ async def write_status(
     routine = ready["reason"] in COMING_UP or (
         ready["reason"] == "Ready" and (old_ready is None or old_ready["reason"] in COMING_UP)
     )
-    if changed and not routine:
+    # An Event of the same reason this pass already says it (AnalysisFailed, with figures).
+    told = any(e.reason == ready["reason"] for e in outcome.events)
+    if changed and not routine and not told:
         degraded = next(c for c in new["conditions"] if c["type"] == "Degraded")
         kind = "Warning" if degraded["status"] == "True" else "Normal"
         outcome.emit(kind, ready["reason"], ready["message"] or ready["reason"])

@@ -2,7 +2,7 @@
 revisions, as a pure function of what is wanted, what was decided before and what is observed.
 
     decision = plan(policy=..., desired=..., total=..., state=..., revisions=..., now=...,
-                    promoted_step=...)
+                    promoted_step=..., measurement=...)
 
 No clock and no client: `now` is an argument and the state lives in `status.rollout`, so a
 restarted operator carries on where the last one stopped. The operator applies the decision
@@ -20,8 +20,18 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from . import budget
+from .analysis import AnalysisPolicy, Measurement, StepAnalysis, judge
 from .revisions import ObservedRevision, Revisions, parse_time
-from .vocabulary import MAKING_ROOM, MESSAGE_LIMIT, Cause, Event, EventType, one_line
+from .vocabulary import (
+    ANALYSIS_FAILED,
+    AWAITING_ANALYSIS,
+    MAKING_ROOM,
+    MESSAGE_LIMIT,
+    Cause,
+    Event,
+    EventType,
+    one_line,
+)
 
 Strategy = Literal["RollingUpdate", "Canary", "BlueGreen"]
 Phase = Literal["Stable", "Progressing", "Paused", "Aborted"]
@@ -54,6 +64,7 @@ class RolloutPolicy:
     # one Service can only split by ready pods.
     exact_weights: bool = False
     when_full: WhenFull = "Wait"  # a new pod short of its GPU: wait, or old pods make room
+    analysis: AnalysisPolicy | None = None  # Canary: each step judged on measurements
 
     @classmethod
     def from_spec(cls, spec: Any) -> RolloutPolicy:
@@ -67,6 +78,7 @@ class RolloutPolicy:
             revision_history_limit=spec.revision_history_limit,
             exact_weights=spec.traffic_routing == "gateway-api",
             when_full=spec.when_full,
+            analysis=AnalysisPolicy.from_spec(spec.analysis) if spec.strategy == "Canary" else None,
         )
 
     @property
@@ -103,15 +115,20 @@ class RolloutState:
     reason: str | None = None  # why it aborted (or stalled), CamelCase
     message: str | None = None
     making_room: str | None = None  # which old pods give up their GPU for which new ones
+    analysis: tuple[StepAnalysis, ...] = ()  # the measurements of this rollout's steps
 
     def to_dict(self) -> dict[str, Any]:
         """camelCase keys; times as RFC 3339 (metav1.MicroTime); unset fields left out."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None:
+            if value is None or value == ():
                 continue
-            out[_WIRE[f.name]] = format_time(value) if f.name in _TIMES else value
+            if f.name == "analysis":
+                value = [a.to_dict(format_time) for a in value]
+            elif f.name in _TIMES:
+                value = format_time(value)
+            out[_WIRE[f.name]] = value
         return out
 
     @classmethod
@@ -125,6 +142,8 @@ class RolloutState:
                 continue
             if name in _TIMES:
                 value = parse_time(value)
+            elif name == "analysis":
+                value = tuple(StepAnalysis.from_dict(a, parse_time) for a in value)
             elif name in ("step", "target_ready"):
                 value = int(value)
             values[name] = value
@@ -144,6 +163,7 @@ _WIRE = {
     "reason": "reason",
     "message": "message",
     "making_room": "makingRoom",
+    "analysis": "analysis",
 }
 _TIMES = {"started_at", "paused_at", "progress_at"}
 
@@ -190,10 +210,11 @@ def plan(
     revisions: Sequence[ObservedRevision],
     now: float,
     promoted_step: int | None = None,
+    measurement: Measurement | None = None,
 ) -> Decision:
     """Decide one pass. Deterministic: the same inputs give the same decision."""
     seen = Revisions.of(revisions)
-    run = _Pass(policy, desired, max(0, total), seen, now, promoted_step, state)
+    run = _Pass(policy, desired, max(0, total), seen, now, promoted_step, state, measurement)
     stable = run.stable()
     if stable is None:
         replicas, weights = run.first_revision()
@@ -219,9 +240,11 @@ class _Pass:
     now: float
     promoted_step: int | None
     prior: RolloutState | None
+    measurement: Measurement | None  # canary analysis: the latest window, when one is new
     state: RolloutState = field(init=False)
     events: list[Event] = field(default_factory=list, init=False)
     give_up: dict[str, tuple[str, ...]] = field(default_factory=dict, init=False)
+    verdict: str = field(default="", init=False)  # the message of the measurement just counted
 
     def __post_init__(self) -> None:
         self.state = self.prior or RolloutState()
@@ -279,7 +302,9 @@ class _Pass:
                 f"rollout of revision {self.seen.name(prior.target_revision)} abandoned; "
                 f"revision {self.seen.name(stable)} serves again",
             )
-        self.state = RolloutState(stable_revision=stable)
+        # The last rollout's analysis stays on show until the next one begins.
+        kept = prior.analysis if prior.target_revision is None else ()
+        self.state = RolloutState(stable_revision=stable, analysis=kept)
         return self.return_to(stable)
 
     def rollout(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
@@ -356,6 +381,11 @@ class _Pass:
                     return replicas, self.canary_weights(replicas, stable, previous)
                 self.state = replace(self.state, phase="Paused", paused_at=self.now)
                 self.emit("Normal", "CanaryStepReached", self.step_message(index, step))
+                if self.policy.analysis is not None:
+                    record = StepAnalysis(step=index, weight=step.weight)
+                    self.state = replace(self.state, analysis=(*self.state.analysis, record))
+            elif self.analyse(index) == "Failed":
+                return self.abort(stable, analysis_failed=True)
             if not self.released(index, step):
                 return replicas, self.canary_weights(replicas, stable, step.weight)
             self.state = replace(
@@ -366,8 +396,10 @@ class _Pass:
                 progress_at=self.now,
             )
 
-    def abort(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
-        reason, why = self.stall_reason()
+    def abort(
+        self, stable: str, analysis_failed: bool = False
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        reason, why = self.analysis_failure() if analysis_failed else self.stall_reason()
         # The cause can be long (a scheduler message): the outcome must survive the cut.
         outcome = f"; traffic went back to revision {self.seen.name(stable)}"
         message = one_line(why, MESSAGE_LIMIT - len(outcome)) + outcome
@@ -380,7 +412,8 @@ class _Pass:
             message=message,
             making_room=None,
         )
-        self.emit("Warning", "RolloutAborted", message)
+        # An analysis failure's Event carries its own reason, the one the conditions show.
+        self.emit("Warning", reason if analysis_failed else "RolloutAborted", message)
         return self.return_to(stable)
 
     def return_to(self, stable: str) -> tuple[dict[str, int], dict[str, int]]:
@@ -402,8 +435,48 @@ class _Pass:
             "RolloutComplete",
             f"revision {self.seen.name(desired)} is stable (was {self.seen.name(stable)})",
         )
-        self.state = RolloutState(stable_revision=desired)
+        self.state = RolloutState(stable_revision=desired, analysis=self.state.analysis)
         return replicas, {desired: 100}
+
+    # -- canary analysis -----------------------------------------------------------------------
+
+    def step_analysis(self, index: int) -> StepAnalysis | None:
+        """The current step's record, when the step is analysed."""
+        if self.policy.analysis is None:
+            return None
+        records = self.state.analysis
+        if records and records[-1].step == index:
+            return records[-1]
+        return None
+
+    def analyse(self, index: int) -> str | None:
+        """Count the new measurement, if any, into the step's record: "Failed" once the step's
+        failures exceed failureLimit. A window that began before the step was reached, or
+        ended before the last one counted, is not this step's."""
+        record, m, policy = self.step_analysis(index), self.measurement, self.policy.analysis
+        if record is None or m is None or policy is None:
+            return None
+        paused_at = self.state.paused_at if self.state.paused_at is not None else self.now
+        if m.start < paused_at or (record.measured_at is not None and m.end <= record.measured_at):
+            return None
+        verdict = judge(policy, m)
+        record = record.counted(m, verdict)
+        self.state = replace(self.state, analysis=(*self.state.analysis[:-1], record))
+        self.verdict = verdict.message
+        if verdict.result == "Failed":
+            self.emit("Warning", "AnalysisMeasurementFailed", f"step {index}: {verdict.message}")
+            if record.failed > policy.failure_limit:
+                return "Failed"
+        return None
+
+    def analysis_failure(self) -> tuple[str, str]:
+        record = self.state.analysis[-1]
+        measured = record.passed + record.failed + record.inconclusive
+        return ANALYSIS_FAILED, one_line(
+            f"revision {self.seen.name(self.desired)} failed analysis at step {record.step} "
+            f"({record.weight}%): {record.failed} of {measured} measurements failed; "
+            f"last: {self.verdict}"
+        )
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -533,10 +606,21 @@ class _Pass:
         )
 
     def released(self, index: int, step: Step) -> bool:
+        """The step's pause ended (or it was promoted by hand) and, with analysis, one of its
+        measurements passed."""
+        return self.pause_over(index, step) and self.analysis_passed(index)
+
+    def pause_over(self, index: int, step: Step) -> bool:
         if step.pause_seconds is None:
             return self.promoted_step is not None and self.promoted_step >= index
         paused_at = self.state.paused_at if self.state.paused_at is not None else self.now
         return self.now - paused_at >= step.pause_seconds
+
+    def analysis_passed(self, index: int) -> bool:
+        if self.policy.analysis is None:
+            return True
+        record = self.step_analysis(index)
+        return record is not None and record.passed > 0
 
     def step_message(self, index: int, step: Step) -> str:
         head = f"step {index} of revision {self.seen.name(self.desired)} at {step.weight}%"
@@ -606,13 +690,32 @@ class _Pass:
         steps = self.policy.canary_steps
         if self.policy.strategy == "Canary" and state.phase == "Paused" and state.step < len(steps):
             step = steps[state.step]
+            message = self.step_message(state.step, step)
+            record = self.step_analysis(state.step)
+            if record is not None:
+                message += f"; analysis: {analysis_summary(record)}"
+                if self.pause_over(state.step, step):
+                    return Cause.waiting(AWAITING_ANALYSIS, message)
             reason = "AwaitingPromotion" if step.pause_seconds is None else "CanaryPaused"
-            return Cause.waiting(reason, self.step_message(state.step, step))
+            return Cause.waiting(reason, message)
         if state.making_room is not None:
             return Cause.waiting(MAKING_ROOM, state.making_room)
         # A first revision that stalls keeps trying (RolloutStalled said so once): its pods
         # tell why better than the deadline does.
         return None
+
+
+def analysis_summary(record: StepAnalysis) -> str:
+    """A step's measurements so far, for a person: how many passed and failed, and the last."""
+    if record.last is None:
+        return "no measurement yet"
+    figures = f"canary {record.canary.describe()}" if record.canary else ""
+    if record.stable is not None:
+        figures += f", stable {record.stable.describe()}"
+    return (
+        f"{record.passed} passed, {record.failed} failed, {record.inconclusive} inconclusive; "
+        f"last {record.last} ({figures})"
+    )
 
 
 def failure_reason(failure: str | None) -> str | None:

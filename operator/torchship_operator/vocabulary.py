@@ -24,6 +24,10 @@ DEFAULT_REPLICAS = 1  # the API server's default for a Deployment's spec.replica
 # The reason conditions give while old pods give up their GPUs to the new revision's pending
 # pods (rollout.whenFull: MakeRoom): it explains those pods' wait.
 MAKING_ROOM = "MakingRoom"
+# Canary analysis (rollout.analysis): a step whose pause is over waits for a passing
+# measurement; a step whose measurements failed aborts the rollout.
+AWAITING_ANALYSIS = "AwaitingAnalysis"
+ANALYSIS_FAILED = "AnalysisFailed"
 
 
 @dataclass(frozen=True)

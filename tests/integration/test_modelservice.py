@@ -139,6 +139,24 @@ INVALID = [
     ),
     ({"rollout": {"gateway": {"name": "web"}}}, "rollout.gateway is used by trafficRouting"),
     (
+        {"rollout": {"analysis": {"maxErrorRatio": 0.05}}},
+        "rollout.analysis judges canary steps: set rollout.strategy Canary",
+    ),
+    (
+        {"rollout": {"strategy": "Canary", "steps": [{"weight": 10}], "analysis": {}}},
+        "rollout.analysis needs at least one of maxErrorRatio",
+    ),
+    (
+        {
+            "rollout": {
+                "strategy": "Canary",
+                "steps": [{"weight": 10}],
+                "analysis": {"maxErrorRatio": 5},
+            }
+        },
+        "spec.rollout.analysis.maxErrorRatio in body should be less than or equal to 1",
+    ),
+    (
         {"model": {"uri": "/m.pt", "format": "torchscript", "entrypoint": "m:build"}},
         "model.entrypoint is used by the state-dict and handler formats only",
     ),

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from torchship_operator.analysis import AnalysisPolicy, Figures, Measurement, StepAnalysis
 from torchship_operator.rollout import (
     Decision,
     ObservedRevision,
@@ -253,6 +254,159 @@ def test_canary_weights_report_the_traffic_served_the_share_of_ready_pods():
     d = call(policy=CANARY, total=2, state=rolling_out(), revisions=[rev("a", 1), rev("b", 1)])
     assert d.state.phase == "Paused"
     assert d.weights == {"b": 50, "a": 50}
+
+
+# ---------------------------------------------------------------------------------------------
+# Canary analysis: measurements are inputs, verdicts are counted in the state
+
+
+ANALYSED = replace(
+    CANARY,
+    steps=(Step(25, 60), Step(50, 0)),
+    analysis=AnalysisPolicy(max_error_ratio=0.1, min_requests=20, interval_seconds=30),
+)
+HEALTHY = Figures(requests=40, errors=0, p99_ms=12.0)
+FAILING = Figures(requests=84, errors=42, p99_ms=12.0)
+STABLE_FIGURES = Figures(requests=352, errors=0, p99_ms=10.0)
+
+
+def window(start: float, end: float, canary: Figures = HEALTHY) -> Measurement:
+    return Measurement(start=start, end=end, canary=canary, stable=STABLE_FIGURES)
+
+
+def at_step(policy=ANALYSED, observed=None):
+    """A canary of b just paused at step 0 (25%) at t=30."""
+    observed = observed or [rev("a", 3), rev("b", 1)]
+    d = call(policy=policy, state=rolling_out(), revisions=observed, now=30.0)
+    assert d.state.phase == "Paused" and d.state.paused_at == 30.0
+    return d, observed
+
+
+def analysed(d, observed, now, m=None, promoted=None):
+    return plan(
+        policy=ANALYSED,
+        desired="b",
+        total=4,
+        state=d.state,
+        revisions=observed,
+        now=now,
+        promoted_step=promoted,
+        measurement=m,
+    )
+
+
+def test_an_analysed_step_waits_past_its_pause_for_a_passing_measurement():
+    d, observed = at_step()
+    assert d.state.analysis == (StepAnalysis(step=0, weight=25),)
+    assert d.cause.reason == "CanaryPaused" and "analysis: no measurement yet" in d.cause.message
+
+    # The pause is over, nothing measured yet (too little traffic so far): the step waits.
+    thin = window(30.0, 60.0, Figures(requests=5, errors=0, p99_ms=3.0))
+    d = analysed(d, observed, 95.0, thin)
+    assert d.state.phase == "Paused" and d.state.step == 0
+    assert d.state.analysis[0].inconclusive == 1 and d.state.analysis[0].passed == 0
+    assert d.cause.reason == "AwaitingAnalysis"
+    assert "5 errors" not in d.cause.message and "last Inconclusive" in d.cause.message
+
+    # One passing window releases it.
+    d = analysed(d, observed, 125.0, window(60.0, 120.0))
+    assert d.state.step == 1 and d.state.phase == "Progressing"
+    assert d.state.analysis[0].passed == 1
+    assert d.state.analysis[0].canary == HEALTHY and d.state.analysis[0].stable == STABLE_FIGURES
+
+
+def test_a_passing_measurement_does_not_cut_the_pause_short():
+    d, observed = at_step()
+    d = analysed(d, observed, 61.0, window(30.0, 60.0))
+    assert d.state.phase == "Paused" and d.state.analysis[0].passed == 1
+    assert d.cause.reason == "CanaryPaused" and "1 passed" in d.cause.message
+    assert d.requeue_after == 29.0
+    d = analysed(d, observed, 90.0)
+    assert d.state.step == 1
+
+
+def test_a_passed_last_step_promotes_and_the_figures_stay_in_status():
+    state = replace(
+        rolling_out(), step=1, phase="Paused", paused_at=50.0,
+        analysis=(StepAnalysis(0, 25, passed=1), StepAnalysis(1, 50)),
+    )  # fmt: skip
+    observed = [rev("a", 2), rev("b", 2)]
+    d = plan(
+        policy=ANALYSED, desired="b", total=4, state=state, revisions=observed, now=90.0,
+        measurement=window(55.0, 85.0),
+    )  # fmt: skip
+    assert d.state.step == 2 and [a.passed for a in d.state.analysis] == [1, 1]
+    done = plan(
+        policy=ANALYSED, desired="b", total=4, state=d.state, now=200.0,
+        revisions=[rev("a", 0), rev("b", 4)],
+    )  # fmt: skip
+    assert done.state.stable_revision == "b" and done.state.phase == "Stable"
+    assert [a.step for a in done.state.analysis] == [0, 1]
+    # Kept while stable, with no further write; the next rollout starts afresh.
+    steady = plan(
+        policy=ANALYSED, desired="b", total=4, state=done.state, now=300.0,
+        revisions=[rev("a", 0), rev("b", 4)],
+    )  # fmt: skip
+    assert steady.state == done.state
+    started = plan(
+        policy=ANALYSED, desired="c", total=4, state=done.state, now=400.0,
+        revisions=[rev("a", 0), rev("b", 4)],
+    )  # fmt: skip
+    assert started.state.analysis == ()
+
+
+def test_a_failing_measurement_aborts_with_analysis_failed_and_its_figures():
+    d, observed = at_step()
+    d = analysed(d, observed, 61.0, window(30.0, 60.0, FAILING))
+    assert d.state.phase == "Aborted" and d.state.reason == "AnalysisFailed"
+    assert d.state.aborted_revision == "b"
+    assert d.weights == {"a": 100} and d.replicas == {"a": 4, "b": 0}
+    assert reasons(d) == ["AnalysisMeasurementFailed", "AnalysisFailed"]
+    message = d.state.message
+    assert message.startswith("revision b failed analysis at step 0 (25%): 1 of 1 measurements")
+    assert "error ratio 0.500 > maxErrorRatio 0.1" in message
+    assert "canary 42 errors in 84 requests" in message and "stable 0 errors in 352" in message
+    assert message.endswith("traffic went back to revision a")
+    assert d.cause == Cause.failed("AnalysisFailed", message)
+    # Stays aborted, the figures kept, no retry.
+    again = analysed(d, observed, 500.0, window(60.0, 90.0, HEALTHY))
+    assert again.state == d.state and again.events == ()
+
+
+def test_failure_limit_tolerates_that_many_failed_measurements_in_a_step():
+    policy = replace(ANALYSED, analysis=replace(ANALYSED.analysis, failure_limit=1))
+    d, observed = at_step(policy)
+    first = plan(
+        policy=policy, desired="b", total=4, state=d.state, revisions=observed, now=61.0,
+        measurement=window(30.0, 60.0, FAILING),
+    )  # fmt: skip
+    assert first.state.phase == "Paused" and first.state.analysis[0].failed == 1
+    assert reasons(first) == ["AnalysisMeasurementFailed"]
+    second = plan(
+        policy=policy, desired="b", total=4, state=first.state, revisions=observed, now=91.0,
+        measurement=window(60.0, 90.0, FAILING),
+    )  # fmt: skip
+    assert second.state.reason == "AnalysisFailed" and "2 of 2 measurements" in second.state.message
+
+
+def test_a_window_from_before_the_step_or_counted_already_is_left_out():
+    d, observed = at_step()
+    early = analysed(d, observed, 61.0, window(10.0, 60.0, FAILING))
+    assert early.state == d.state and early.events == ()
+    counted = analysed(d, observed, 61.0, window(30.0, 60.0))
+    assert analysed(counted, observed, 62.0, window(30.0, 60.0)).state == counted.state
+
+
+def test_without_analysis_a_measurement_changes_nothing():
+    observed = [rev("a", 3), rev("b", 1)]
+    d = call(policy=CANARY, state=rolling_out(), revisions=observed, now=30.0)
+    m = window(30.0, 60.0, FAILING)
+    with_m = plan(
+        policy=CANARY, desired="b", total=4, state=d.state, revisions=observed, now=61.0,
+        measurement=m,
+    )  # fmt: skip
+    assert with_m == call(policy=CANARY, state=d.state, revisions=observed, now=61.0)
+    assert with_m.state.analysis == ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -543,6 +697,11 @@ def test_policy_from_spec_reads_the_api_model():
     assert policy.when_full == "Wait"
     room = api.RolloutSpec.model_validate({"whenFull": "MakeRoom"})
     assert RolloutPolicy.from_spec(room).when_full == "MakeRoom"
+    assert policy.analysis is None
+    judged = api.RolloutSpec.model_validate(
+        {"strategy": "Canary", "steps": [{"weight": 10}], "analysis": {"maxErrorRatio": 0.02}}
+    )
+    assert RolloutPolicy.from_spec(judged).analysis == AnalysisPolicy(max_error_ratio=0.02)
 
 
 @pytest.mark.parametrize(
@@ -609,6 +768,10 @@ states = st.none() | st.builds(
     reason=st.none() | st.just("Unschedulable"),
     message=st.none() | st.just("m"),
     making_room=st.none() | st.just("making room: m"),
+    analysis=st.lists(
+        st.builds(StepAnalysis, st.integers(0, 3), st.integers(1, 99), st.integers(0, 2)),
+        max_size=2,
+    ).map(tuple),
 )
 policies = st.builds(
     RolloutPolicy,
@@ -623,6 +786,19 @@ policies = st.builds(
     revision_history_limit=st.integers(0, 3),
     exact_weights=st.booleans(),
     when_full=st.sampled_from(["Wait", "MakeRoom"]),
+    analysis=st.none()
+    | st.builds(
+        AnalysisPolicy,
+        max_error_ratio=st.sampled_from([0.0, 0.1]),
+        min_requests=st.sampled_from([1, 20]),
+        failure_limit=st.integers(0, 1),
+    ),
+)
+figures = st.builds(
+    Figures, st.integers(0, 100), st.integers(0, 10), st.none() | st.floats(1, 100).map(round)
+)
+measurements = st.builds(
+    Measurement, st.floats(0, 1500).map(round), st.floats(1500, 3000).map(round), figures, figures
 )
 inputs = st.fixed_dictionaries(
     {
@@ -633,6 +809,7 @@ inputs = st.fixed_dictionaries(
         "revisions": observed_revisions(),
         "now": st.floats(0, 3000).map(round),
         "promoted_step": st.none() | st.integers(0, 3),
+        "measurement": st.none() | measurements,
     }
 )
 PROPERTY = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,0 +1,106 @@
+"""Canary analysis reads a real runtime's /metrics as the operator does (scrape.Scraper): the
+window between two readings is exactly the requests sent in between, 5xx counted as errors and
+4xx not."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+from served import WIDTH, free_port, mlp, save_torchscript, serving, torchscript_env
+from torch import nn
+
+from torchship_operator.scrape import Reading, Scraper, measure
+
+THRESHOLD = 0.5
+
+
+class Faulty(nn.Module):
+    """The MLP, raising for any row whose first value is above `threshold`: a model bug, which
+    the runtime answers 500."""
+
+    def __init__(self, inner: nn.Module, threshold: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.threshold = threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x[:, 0] > self.threshold).any()):
+            raise RuntimeError("input out of range")
+        return self.inner(x)
+
+
+def pod(name: str, revision: str, ip: str | None, **meta: Any) -> dict[str, Any]:
+    """A pod as the operator's cache keeps it (handlers.slim_pod): what scraping reads."""
+    out: dict[str, Any] = {
+        "metadata": {"name": name, "labels": {"torchship.dev/revision": revision}, **meta}
+    }
+    if ip:
+        out["podIP"] = ip
+    return out
+
+
+def row(first: float) -> dict[str, Any]:
+    data = [first] + [0.25] * (WIDTH - 1)
+    return {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, WIDTH], "data": data}]}
+
+
+def send_batch(url: str) -> dict[int, int]:
+    """A known mix of answers; how many of each status code came back."""
+    codes: dict[int, int] = {}
+    wrong_shape = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
+    requests = (
+        [("/v2/models/mlp/infer", row(0.1))] * 15
+        + [("/v1/models/mlp:predict", {"instances": [[0.1] * WIDTH]})] * 2
+        + [("/v2/models/mlp/infer", row(0.9))] * 4  # the model raises: 500
+        + [("/v2/models/mlp/infer", wrong_shape)] * 3  # 400
+        + [("/v2/models/mlp/versions/9/infer", row(0.1))]  # no such version: 404
+    )
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for path, body in requests:
+            code = client.post(path, json=body).status_code
+            codes[code] = codes.get(code, 0) + 1
+    return codes
+
+
+def test_a_window_of_a_real_runtime_counts_exactly_the_batch_and_5xx_as_errors(tmp_path: Path):
+    path = save_torchscript(Faulty(mlp(), THRESHOLD), tmp_path / "faulty.pt")
+    with serving(tmp_path, **torchscript_env(path, "mlp")) as running:
+        send_batch(running.url)  # traffic before the first reading is no part of the window
+        pods = [
+            pod("p", "r1", "127.0.0.1"),
+            pod("pending", "r1", None),  # no address yet: not asked
+            pod("leaving", "r1", "127.0.0.1", deletionTimestamp="2025-01-01T00:00:00Z"),
+            pod("other", "r2", "127.0.0.1"),  # neither revision compared
+        ]
+
+        async def scrape() -> tuple[Reading, Reading, dict[int, int], str | None]:
+            scraper = Scraper()
+            try:
+                before = await scraper.read(pods, ("r1", "r0"), running.port, False, now=10.0)
+                codes = await asyncio.to_thread(send_batch, running.url)
+                after = await scraper.read(pods, ("r1", "r0"), running.port, False, now=40.0)
+                # Nothing listens there: a pod not up yet, left out of the reading.
+                nothing = await scraper.fetch(f"http://127.0.0.1:{free_port()}/metrics")
+            finally:
+                await scraper.client.aclose()
+            return before, after, codes, nothing
+
+        before, after, codes, nothing = asyncio.run(scrape())
+
+    assert codes == {200: 17, 500: 4, 400: 3, 404: 1}
+    assert nothing is None
+    assert set(before.pods) == set(after.pods) == {"p"}
+    # The first batch is in the first reading already.
+    assert (before.pods["p"][1].requests, before.pods["p"][1].errors) == (25, 4)
+    m = measure(before, after, canary="r1", stable="r0")
+    assert (m.start, m.end) == (10.0, 40.0)
+    assert (m.canary.requests, m.canary.errors) == (25, 4)
+    assert (m.stable.requests, m.stable.errors, m.stable.p99_ms) == (0, 0, None)
+    # Every request of the window is in the latency histogram, well under a second each.
+    window = after.pods["p"][1].minus(before.pods["p"][1])
+    assert window is not None and window.buckets[-1][1] == 25
+    assert m.canary.p99_ms is not None and 0 < m.canary.p99_ms < 1000

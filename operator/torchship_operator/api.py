@@ -331,7 +331,7 @@ class AnalysisSpec(ApiModel):
 
     max_error_ratio: float | None = Field(default=None, ge=0, le=1)
     """Most share of the canary's requests that may fail with a server error (5xx)."""
-    max_latency_p99_ms: float | None = Field(default=None, gt=0)
+    max_latency_p99_ms: float | None = Field(default=None, ge=1)
     """Highest p99 request latency of the canary, in milliseconds."""
     max_latency_p99_ratio: float | None = Field(default=None, ge=1)
     """Highest canary p99 latency as a multiple of the stable revision's, in the same window."""

@@ -67,6 +67,10 @@ def test_schema_is_structural(schema):
         assert typed, f"{path} has no type"
         if node.get("type") == "object" and "properties" in node:
             assert set(node.get("required", [])) <= set(node["properties"]), path
+        # OpenAPI v3.0: exclusive bounds are booleans beside minimum/maximum (pydantic's gt/lt
+        # write JSON Schema's numbers, which the API server refuses).
+        for bound in ("exclusiveMinimum", "exclusiveMaximum"):
+            assert isinstance(node.get(bound, False), bool), f"{path}.{bound}"
 
 
 def test_every_spec_and_status_field_is_described(schema):

@@ -97,3 +97,12 @@ def test_modules_that_start_control_planes_of_their_own_are_marked_cluster():
         text = path.read_text()
         if "ControlPlane(" in text:
             assert "pytest.mark.cluster" in text, f"{path}: starts a control plane, not marked"
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test files by basename (rootdir-relative, no packages): two files of one
+    name in different folders stop the whole collection."""
+    names: dict[str, Path] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        assert path.name not in names, f"{path} and {names[path.name]} share a name"
+        names[path.name] = path

@@ -198,6 +198,21 @@ class CompileSpec(ApiModel):
         "default"
     )
     """torch.compile's mode."""
+    ahead_of_time: bool = False
+    """Compile once, not at every start: the first start exports the module (torch.export, the
+    batch dimension dynamic) and compiles it with AOTInductor into a package on the same
+    volume as the kernels; later starts (a restarted container; with model.cache, the next
+    replica and revision) load the package, with no tracing, no compiling and no C++ compiler.
+    The module must be one torch.export can capture."""
+
+    model_config = validations(
+        rule(
+            "!self.aheadOfTime || self.mode != 'reduce-overhead'",
+            "runtime.compile.aheadOfTime has no CUDA graphs (reduce-overhead): choose mode "
+            "default or max-autotune, or leave aheadOfTime off",
+            fieldPath=".mode",
+        ),
+    )
 
 
 class RuntimeSpec(ApiModel):

@@ -134,6 +134,8 @@ def pod_env(spec: api.ModelServiceSpec) -> dict[str, str]:
             "TORCHINDUCTOR_CACHE_DIR": f"{KERNELS_MOUNT}/inductor",
             "TRITON_CACHE_DIR": f"{KERNELS_MOUNT}/triton",
         }
+        if spec.runtime.compile.ahead_of_time:  # packages are named by model, torch and device
+            env["TORCHSHIP_COMPILE_CACHE_DIR"] = f"{KERNELS_MOUNT}/aot"
     return env
 
 

@@ -162,6 +162,9 @@ def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
         # (and, with model.cache, the next replica: on the claim, below).
         values["TORCHINDUCTOR_CACHE_DIR"] = f"{CACHE_DIR}/inductor"
         values["TRITON_CACHE_DIR"] = f"{CACHE_DIR}/triton"
+        if runtime.compile.ahead_of_time:
+            values["TORCHSHIP_COMPILE_AHEAD_OF_TIME"] = "true"
+            values["TORCHSHIP_COMPILE_CACHE_DIR"] = f"{CACHE_DIR}/aot"
     if model.cache:
         values |= cache.pod_env(spec)
     for key, tensors in (("INPUTS", model.inputs), ("OUTPUTS", model.outputs)):

@@ -170,13 +170,16 @@ def quantize_dynamic_int8(module: torch.nn.Module) -> torch.nn.Module:
         return quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def compile_module(module: Any, mode: str, fmt: str) -> Any:
-    """`torch.compile(module, mode=mode)`; compiled lazily, by the warm-up's batches. Inductor
-    writes C++ (CPU) or Triton (CUDA) kernels and builds them with the system's compiler."""
+def check_compilable(fmt: str) -> None:
     if fmt not in ("state-dict", "exported-program"):
         raise RuntimeError(
             f"compile works on an nn.Module (state-dict, exported-program), not on {fmt}"
         )
+
+
+def compile_module(module: Any, mode: str) -> Any:
+    """`torch.compile(module, mode=mode)`; compiled lazily, by the warm-up's batches. Inductor
+    writes C++ (CPU) or Triton (CUDA) kernels and builds them with the system's compiler."""
     compiler = os.environ.get("CXX", "g++")
     if shutil.which(compiler) is None and shutil.which("c++") is None:
         raise RuntimeError(

@@ -14,11 +14,12 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import loading
+from . import ahead, loading
 from .codec import TORCH_DTYPES, Array, Tensor, as_output, datatype_of
 from .errors import InferenceError, ModelFailure
 from .protocol import TensorMetadata
@@ -167,7 +168,11 @@ class TorchModel(Model):
             # casts like any module; a graph that fixes a dtype of its own fails the warm-up.
             module = module.to(self.dtype)
         if settings.compile_mode:
-            module = loading.compile_module(module, settings.compile_mode, fmt)
+            loading.check_compilable(fmt)
+            self.model_path = Path(path)
+            self.batch_bound = loaded.max_batch  # an exported program's own, kept when compiled
+            if not settings.compile_ahead_of_time:  # traced and compiled by the warm-up
+                module = loading.compile_module(module, settings.compile_mode)
         self.module = module
         if not self.inputs:
             if not loaded.inputs:
@@ -187,8 +192,13 @@ class TorchModel(Model):
         """One row, then a full batch: lazy initialisation is paid before ready, and a model that
         cannot run its own declared inputs fails here, with the reason, rather than later.
         Compiled, two rows as well: the second shape makes torch.compile's batch dimension
-        dynamic, so no request size compiles again after ready."""
-        sizes = {1, self.max_batch_rows} | ({2} if self.settings.compile_mode else set())
+        dynamic, so no request size compiles again after ready. Compiled ahead of time, the
+        package is loaded (or made) first, and the batches run through it."""
+        settings = self.settings
+        if settings.compile_mode and settings.compile_ahead_of_time:
+            self.module = self.compiled_ahead()
+        jit = settings.compile_mode and not settings.compile_ahead_of_time
+        sizes = {1, self.max_batch_rows} | ({2} if jit else set())
         for rows in sorted(s for s in sizes if s <= self.max_batch_rows):
             batch = self.warm_up_inputs(rows)
             try:
@@ -213,6 +223,29 @@ class TorchModel(Model):
                     )
                     for name, value in outputs.items()
                 ]
+
+    def compiled_ahead(self) -> Callable[..., Any]:
+        """The AOTInductor package of the module, from the compile cache or compiled now."""
+        settings, dtype = self.settings, self.dtype
+        example = tuple(
+            (v.to(self.device, dtype) if v.is_floating_point() else v.to(self.device))
+            for v in self.warm_up_inputs(2).values()
+        )
+        facts = {
+            "format": settings.model_format,
+            "dtype": settings.dtype,
+            "inputs": [m.model_dump(mode="json") for m in self.inputs],
+        }
+        return ahead.ahead_of_time(
+            self.module,
+            example,
+            model_path=self.model_path,
+            device=self.device,
+            directory=Path(settings.compile_cache_dir),
+            mode=settings.compile_mode,
+            facts=facts,
+            max_rows=self.batch_bound,
+        )
 
     def prepare(self, inputs: list[Tensor]) -> dict[str, torch.Tensor]:
         by_name = self.check_names(inputs)

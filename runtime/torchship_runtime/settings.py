@@ -47,6 +47,12 @@ class RuntimeSettings(BaseSettings):
     compile_mode: Literal[
         "", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
     ] = Field("", description="torch.compile the module in this mode during warm-up ('': off)")
+    compile_ahead_of_time: bool = Field(
+        False, description="compile once with AOTInductor into a package, loaded by later starts"
+    )
+    compile_cache_dir: str = Field(
+        "/var/cache/torchship/aot", description="where ahead-of-time packages are kept"
+    )
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
     grpc_port: int = Field(

@@ -139,6 +139,13 @@ INVALID = [
     ),
     ({"rollout": {"gateway": {"name": "web"}}}, "rollout.gateway is used by trafficRouting"),
     (
+        {
+            "model": {"uri": "/m.pt", "format": "state-dict", "entrypoint": "m:build"},
+            "runtime": {"compile": {"mode": "reduce-overhead", "aheadOfTime": True}},
+        },
+        "runtime.compile.aheadOfTime has no CUDA graphs (reduce-overhead)",
+    ),
+    (
         {"rollout": {"analysis": {"maxErrorRatio": 0.05}}},
         "rollout.analysis judges canary steps: set rollout.strategy Canary",
     ),

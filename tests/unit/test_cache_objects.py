@@ -120,6 +120,27 @@ def test_with_compile_the_next_replica_finds_the_kernels_an_earlier_one_compiled
     assert env["TORCHINDUCTOR_CACHE_DIR"] == f"{render.CACHE_DIR}/inductor"
 
 
+def test_ahead_of_time_packages_go_where_the_kernels_go():
+    def env_of(model: dict) -> dict[str, str]:
+        s = api.ModelServiceSpec.model_validate(
+            {
+                "model": {**SOURCE, "format": "state-dict", "entrypoint": "m:build", **model},
+                "runtime": {"compile": {"aheadOfTime": True}},
+            }
+        )
+        return {e["name"]: e.get("value") for e in render.runtime_env("resnet", s)}
+
+    shared = env_of({"cache": {"size": "1Gi"}})
+    assert shared["TORCHSHIP_COMPILE_AHEAD_OF_TIME"] == "true"
+    assert shared["TORCHSHIP_COMPILE_CACHE_DIR"] == f"{cache.KERNELS_MOUNT}/aot"
+    assert env_of({})["TORCHSHIP_COMPILE_CACHE_DIR"] == f"{render.CACHE_DIR}/aot"
+    jit = render.runtime_env("resnet", api.ModelServiceSpec.model_validate(
+        {"model": {**SOURCE, "format": "state-dict", "entrypoint": "m:build"},
+         "runtime": {"compile": {}}}
+    ))  # fmt: skip
+    assert not {e["name"] for e in jit} & {"TORCHSHIP_COMPILE_AHEAD_OF_TIME"}
+
+
 def test_a_spec_without_a_cache_keeps_its_revision():
     plain = api.ModelServiceSpec.model_validate({"model": SOURCE})
     assert "cache" not in render.revision_spec(plain)

@@ -2,13 +2,15 @@
 
     .venv/bin/python bench/compile_bench.py [--seconds 3] [--json PATH]
 
-1. Forward throughput, eager vs `torch.compile(mode="default")`, in this process, for the
+1. Forward throughput, eager vs `torch.compile(mode="default")` vs the AOTInductor package the
+   runtime builds with aheadOfTime, in this process, for the
    benchmark models (bench/models.py: SMALL, HEAVY) and a real architecture: a transformer
    encoder (BERT-small shaped: 4 layers, d_model 256, 4 heads, sequence 128).
 2. Start time of the runtime (`python -m torchship_runtime`, the state-dict format, the
    encoder) from process start to ready: eager; compiled with an empty Inductor cache (a
    first start); compiled again with the cache the first one filled (a restarted container,
-   whose cache volume keeps it).
+   whose cache volume keeps it); compiled ahead of time (runtime.compile.aheadOfTime), first
+   (export and AOTInductor) and from the package the first one left.
 """
 
 from __future__ import annotations
@@ -85,7 +87,16 @@ def rate(module, batch: torch.Tensor, seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
-def throughput(seconds: float) -> list[dict]:
+def packaged(module: nn.Module, shape: tuple[int, ...], workdir: Path, name: str):
+    """The module compiled ahead of time as the runtime does it (its ahead module)."""
+    from torchship_runtime import ahead
+
+    path = workdir / f"{name}.pt2"
+    ahead.compile_package(module, (torch.randn(2, *shape),), "default", path)
+    return ahead.load_package(path)
+
+
+def throughput(seconds: float, workdir: Path) -> list[dict]:
     cases = [
         ("small", models.build("small"), (models.input_width("small"),), (1, 32)),
         ("heavy", models.build("heavy"), (models.input_width("heavy"),), (1, 32)),
@@ -100,18 +111,22 @@ def throughput(seconds: float) -> list[dict]:
             for b in batches:  # the warm-up the runtime does: each served shape compiled
                 compiled(torch.randn(b, *shape))
         compile_seconds = time.perf_counter() - started
+        package = packaged(module, shape, workdir, name)
         for b in batches:
             x = torch.randn(b, *shape)
             eager = rate(module, x, seconds)
             fast = rate(compiled, x, seconds)
+            aot = rate(package, x, seconds)
             rows.append(
                 {"model": name, "batch": b, "eager_rows_s": round(eager, 1),
                  "compiled_rows_s": round(fast, 1), "speedup": round(fast / eager, 2),
+                 "ahead_rows_s": round(aot, 1), "ahead_speedup": round(aot / eager, 2),
                  "compile_s": round(compile_seconds, 1)}
             )  # fmt: skip
             print(
                 f"{name:8} batch {b:3}: eager {eager:10.1f} rows/s, compiled {fast:10.1f} "
-                f"rows/s, x{fast / eager:.2f} (compiled in {compile_seconds:.1f} s)",
+                f"rows/s, x{fast / eager:.2f} (compiled in {compile_seconds:.1f} s); ahead of "
+                f"time {aot:10.1f} rows/s, x{aot / eager:.2f}",
                 flush=True,
             )
     return rows
@@ -123,8 +138,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_seconds(workdir: Path, compile_mode: str, inductor: Path) -> float:
-    """From process start to /v2/health/ready answering 200."""
+def start_seconds(
+    workdir: Path, compile_mode: str, inductor: Path, ahead: Path | None = None
+) -> float:
+    """From process start to /v2/health/ready answering 200 (`ahead`: compiled ahead of time,
+    the packages kept there)."""
     port = free_port()
     env = {
         **os.environ,
@@ -151,6 +169,11 @@ def start_seconds(workdir: Path, compile_mode: str, inductor: Path) -> float:
         "TORCHSHIP_COMPILE_MODE": compile_mode,
         "TORCHINDUCTOR_CACHE_DIR": str(inductor),
         "TRITON_CACHE_DIR": str(inductor / "triton"),
+        **(
+            {"TORCHSHIP_COMPILE_AHEAD_OF_TIME": "true", "TORCHSHIP_COMPILE_CACHE_DIR": str(ahead)}
+            if ahead
+            else {}
+        ),
     }
     log = (workdir / f"runtime-{compile_mode or 'eager'}-{time.time_ns()}.log").open("wb")
     started = time.perf_counter()
@@ -177,17 +200,23 @@ def start_seconds(workdir: Path, compile_mode: str, inductor: Path) -> float:
 def starts(workdir: Path, repeats: int) -> dict:
     (workdir / "encodermodel.py").write_text(ENCODER_MODULE)
     torch.save(encoder().state_dict(), workdir / "encoder.pt")
-    result: dict[str, list[float]] = {"eager": [], "compiled_first": [], "compiled_cached": []}
+    cases = ("eager", "compiled_first", "compiled_cached", "ahead_first", "ahead_cached")
+    result: dict[str, list[float]] = {case: [] for case in cases}
     for i in range(repeats):
         result["eager"].append(start_seconds(workdir, "", workdir / f"unused-{i}"))
         inductor = workdir / f"inductor-{i}"  # empty: a first start
         result["compiled_first"].append(start_seconds(workdir, "default", inductor))
         result["compiled_cached"].append(start_seconds(workdir, "default", inductor))
+        packages, inductor = workdir / f"aot-{i}", workdir / f"aot-inductor-{i}"
+        result["ahead_first"].append(start_seconds(workdir, "default", inductor, packages))
+        result["ahead_cached"].append(start_seconds(workdir, "default", inductor, packages))
     best = {k: round(min(v), 2) for k, v in result.items()}
     print(
-        f"encoder start to ready: eager {best['eager']} s, compiled first {best['compiled_first']}"
-        f" s, compiled with the cache {best['compiled_cached']} s "
-        f"(x{best['compiled_cached'] / best['eager']:.2f} of eager)",
+        f"encoder start to ready: eager {best['eager']} s; just in time: first "
+        f"{best['compiled_first']} s, cached {best['compiled_cached']} s "
+        f"(x{best['compiled_cached'] / best['eager']:.2f} of eager); ahead of time: first "
+        f"{best['ahead_first']} s, cached package {best['ahead_cached']} s "
+        f"(x{best['ahead_cached'] / best['eager']:.2f} of eager)",
         flush=True,
     )
     return {"best_seconds": best, "all_seconds": result}
@@ -199,6 +228,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="start-time runs per case")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--starts-only", action="store_true", help="skip the throughput figures")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ["TORCHSHIP_TORCH_THREADS"] = str(args.threads)
@@ -214,7 +244,7 @@ def main() -> None:
                     ["g++", "--version"], capture_output=True, text=True
                 ).stdout.split("\n")[0],
             },
-            "throughput": throughput(args.seconds),
+            "throughput": [] if args.starts_only else throughput(args.seconds, Path(tmp)),
             "start": starts(Path(tmp), args.repeats),
         }
     if args.json:

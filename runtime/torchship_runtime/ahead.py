@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.utils._pytree as pytree
 
 log = logging.getLogger("torchship.runtime")
 
@@ -98,8 +99,32 @@ def export(
         ) from error
 
 
+class Package:
+    """A loaded AOTInductor package, called like the module with positional tensors. Loaded
+    through torch's C++ loader directly: `torch._inductor.aoti_load_package` would import
+    Inductor itself first, a second of every start for nothing."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.out_spec = pytree.treespec_loads(loader.get_call_spec()[1])
+
+    def __call__(self, *args: torch.Tensor) -> Any:
+        flat = [a for a in pytree.tree_leaves(args) if isinstance(a, torch.Tensor)]
+        return pytree.tree_unflatten(self.loader.boxed_run(flat), self.out_spec)
+
+
 def load_package(path: Path) -> Callable[..., Any]:
-    return torch._inductor.aoti_load_package(str(path))
+    loader = getattr(getattr(torch._C, "_aoti", None), "AOTIModelPackageLoader", None)
+    # (path, model name, single-threaded, runners, device index[, stream affinity]): the
+    # arguments grew over torch releases; any other form is Inductor's own loader's business.
+    for extra in ((False, 1, -1, False), (False, 1, -1)):
+        try:
+            return Package(loader(str(path), "model", *extra))
+        except TypeError:
+            continue
+    from torch._inductor import aoti_load_package
+
+    return aoti_load_package(str(path))
 
 
 def ahead_of_time(

@@ -55,6 +55,21 @@ def build() -> nn.Module:
     return nn.Sequential(nn.Linear(WIDTH, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
 
 
+class Faulty(nn.Module):
+    """`inner`, raising for any row whose first value is above `threshold`: a model bug, which
+    the runtime answers 500 (scripted, the raise reaches it as torch.jit.Error)."""
+
+    def __init__(self, inner: nn.Module, threshold: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.threshold = threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x[:, 0] > self.threshold).any()):
+            raise RuntimeError("input out of range")
+        return self.inner(x)
+
+
 def suffix(fmt: str) -> str:
     return ".pt2" if fmt == "exported-program" else ".pt"
 

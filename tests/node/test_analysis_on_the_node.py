@@ -15,29 +15,24 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import condition, get_json, wait_for
-from torch import nn
-from workload import DIRECT, LABEL_REVISION, Load, model_service, pods, ready, ready_endpoints
+from modelfiles import Faulty
+from workload import (
+    DIRECT,
+    LABEL_REVISION,
+    Load,
+    apply,
+    model_service,
+    pods,
+    ready,
+    ready_endpoints,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.usefixtures("real_operator")
 
 THRESHOLD = 0.5  # the faulty model raises for a row whose first value is above this
 BAD_EVERY = 4  # every 4th request of each load thread sends such a row: a quarter of them
 ANALYSIS = {"maxErrorRatio": 0.1, "minRequests": 10, "intervalSeconds": 5}
-
-
-class Faulty(nn.Module):
-    """The stable's MLP, raising for rows whose first value is above `threshold`: a model bug,
-    which the runtime answers 500."""
-
-    def __init__(self, inner: nn.Module, threshold: float) -> None:
-        super().__init__()
-        self.inner = inner
-        self.threshold = threshold
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if bool((x[:, 0] > self.threshold).any()):
-            raise RuntimeError("input out of range")
-        return self.inner(x)
 
 
 def body(first: float) -> bytes:
@@ -98,18 +93,6 @@ class MixedLoad(Load):
                 else:
                     self.failures.append(f"{pod} {address}: {why}")
             time.sleep(0.01)
-
-
-def apply(plane, namespace: str, manifest: str) -> None:
-    plane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
-
-
-def wait_ready(plane, namespace: str, name: str, timeout: int = 240) -> dict:
-    plane.kubectl(
-        "wait", "-n", namespace, "--for=condition=Ready", f"msvc/{name}", f"--timeout={timeout}s",
-        timeout=timeout + 30,
-    )  # fmt: skip
-    return get_json(plane, "msvc", name, "-n", namespace)
 
 
 def patch(plane, namespace: str, name: str, spec: dict) -> None:

@@ -21,26 +21,16 @@ from workload import (
     DIRECT,
     RUNTIME_IMAGE,
     Load,
+    apply,
     endpoints_only_ready_pods,
     model_service,
     pods,
     ready,
     ready_endpoints,
+    wait_ready,
 )
 
 pytestmark = pytest.mark.usefixtures("real_operator")
-
-
-def apply(plane, namespace: str, manifest: str) -> None:
-    plane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
-
-
-def wait_ready(plane, namespace: str, name: str, timeout: int = 240) -> dict:
-    plane.kubectl(
-        "wait", "-n", namespace, "--for=condition=Ready", f"msvc/{name}", f"--timeout={timeout}s",
-        timeout=timeout + 30,
-    )  # fmt: skip
-    return get_json(plane, "msvc", name, "-n", namespace)
 
 
 def served_by(plane, namespace: str, name: str, mlp_file) -> None:

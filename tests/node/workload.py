@@ -47,6 +47,18 @@ def model_service(name: str, uri: str, **spec: object) -> str:
     )
 
 
+def apply(plane, namespace: str, manifest: str) -> None:
+    plane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+
+
+def wait_ready(plane, namespace: str, name: str, timeout: int = 240) -> dict:
+    plane.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", f"msvc/{name}", f"--timeout={timeout}s",
+        timeout=timeout + 30,
+    )  # fmt: skip
+    return get_json(plane, "msvc", name, "-n", namespace)
+
+
 def infer_body(rows: int = 1) -> bytes:
     data = [((i * 7) % 64) / 64 for i in range(64 * rows)]
     request = {

@@ -9,28 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import torch
+from modelfiles import Faulty
 from served import WIDTH, free_port, mlp, save_torchscript, serving, torchscript_env
-from torch import nn
 
 from torchship_operator.scrape import Reading, Scraper, measure
 
 THRESHOLD = 0.5
-
-
-class Faulty(nn.Module):
-    """The MLP, raising for any row whose first value is above `threshold`: a model bug, which
-    the runtime answers 500."""
-
-    def __init__(self, inner: nn.Module, threshold: float) -> None:
-        super().__init__()
-        self.inner = inner
-        self.threshold = threshold
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if bool((x[:, 0] > self.threshold).any()):
-            raise RuntimeError("input out of range")
-        return self.inner(x)
 
 
 def pod(name: str, revision: str, ip: str | None, **meta: Any) -> dict[str, Any]:

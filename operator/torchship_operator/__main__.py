@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
-import random
-import socket
 
 import kopf
 
-from . import handlers  # noqa: F401 (importing registers the kopf handlers)
+from . import election, handlers  # noqa: F401 (importing registers the kopf handlers)
 from .settings import Settings
 
 
@@ -22,13 +19,11 @@ def main() -> None:
     kopf.run(
         clusterwide=settings.clusterwide,
         namespaces=settings.namespaces,
-        standalone=not settings.leader_election,
-        peering_name=settings.peering_name,
-        # The highest priority acts, the others wait: leader election through kopf peering.
-        priority=random.randint(1, 1_000_000),
+        # Every replica watches; leader election on a Lease decides which one reconciles.
+        standalone=True,
         # kopf's default identity asks the password database for the user, which a container
         # running as an arbitrary uid does not list.
-        identity=f"{socket.gethostname()}/{os.getpid()}/{random.randbytes(4).hex()}",
+        identity=election.IDENTITY,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
     )
 

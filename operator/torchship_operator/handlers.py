@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Hashable, Mapping
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from . import api, phases, render, scrape, selection, starts
+from . import api, election, phases, render, scrape, selection, starts
 from .kube import Kube, make_api_client
 from .metrics import CACHED, MODELSERVICES, QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from .reconcile import Event, Observed, now_iso, reconcile
@@ -43,6 +44,9 @@ class Controller:
         self.readiness: dict[Hashable, bool] = {}
         self.failing_pods = FailingPods()
         self.workers: list[asyncio.Task] = []
+        self.elector: election.Elector | None = None
+        self.election: asyncio.Task | None = None
+        self.serving: asyncio.Task | None = None
         self.starts = starts.StartEvents()
         self.scraper = scrape.Scraper()  # canary analysis: the pods' /metrics
 
@@ -225,27 +229,46 @@ async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     # so there is none, and idle workers leave soon (their handlers only enqueue a key).
     settings.queueing.worker_limit = None
     settings.queueing.idle_timeout = 1.0
-    # A dead leader is replaced within `lifetime` seconds; each live peer writes a keep-alive
-    # somewhat more often than that.
-    settings.peering.lifetime = 30
-    settings.peering.mandatory = config.leader_election
     start_http_server(config.metrics_port)
     # One connection and one thread for each call in flight: two per worker (a pass applies
     # its Service and Deployment at once).
     calls = 2 * config.workers
-    controller.kube = Kube(make_api_client(pool_size=calls), threads=calls)
-    if config.leader_election:
-        await controller.kube.ensure_peering(config.peering_name, config.namespaces)
+    controller.kube = Kube(make_api_client(pool_size=calls + 1), threads=calls + 1)
     if config.namespaces:
         await warn_without_discovery(controller.kube)
-    controller.workers = [
-        asyncio.create_task(worker(), name=f"reconcile-{i}") for i in range(config.workers)
-    ]
+    if config.leader_election:
+        controller.elector = election.Elector(
+            controller.kube, config.lease_name, config.lease_namespace, election.IDENTITY
+        )
+    controller.serving = asyncio.create_task(serve(), name="serve")
     log.info(
-        "operator started: namespaces=%s, runtime image %s",
+        "operator started: namespaces=%s, runtime image %s%s",
         config.namespaces or "all",
         config.runtime_image,
+        f", leader election on Lease {config.lease_namespace}/{config.lease_name}"
+        if config.leader_election
+        else "",
     )
+
+
+async def serve() -> None:
+    """Reconcile: at once, or, with leader election, while this replica holds the Lease. Every
+    replica watches all along, so a new leader starts from warm caches and a full queue."""
+    elector = controller.elector
+    if elector:
+        controller.election = asyncio.create_task(elector.run(), name="election")
+        await elector.leading.wait()
+    controller.workers = [
+        asyncio.create_task(worker(), name=f"reconcile-{i}")
+        for i in range(controller.settings.workers)
+    ]
+    if elector:
+        await elector.lost.wait()
+        # No reconcile may go on past the Lease, not even one in flight: leave at once; the
+        # kubelet restarts the container as a standby.
+        log.critical("leadership lost: exiting")
+        logging.shutdown()
+        os._exit(1)
 
 
 # The cluster-scoped reads a namespaced install may go without (the chart's rbac.discovery).
@@ -267,9 +290,13 @@ async def warn_without_discovery(kube: Kube) -> None:
 
 @kopf.on.cleanup()
 async def stop(**_: Any) -> None:
-    for task in controller.workers:
-        task.cancel()
-    await asyncio.gather(*controller.workers, return_exceptions=True)
+    tasks = [controller.serving, controller.election, *controller.workers]
+    for task in tasks:
+        if task:
+            task.cancel()
+    await asyncio.gather(*filter(None, tasks), return_exceptions=True)
+    if controller.elector:  # after the workers stopped: the standby may take over at once
+        await controller.elector.release()
 
 
 @kopf.on.probe(id="workqueue")

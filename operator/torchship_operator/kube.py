@@ -456,20 +456,6 @@ class Kube:
         )
         return bool((answer or {}).get("status", {}).get("allowed"))
 
-    async def ensure_peering(self, name: str, namespaces: list[str]) -> None:
-        """Create the kopf peering object(s) that leader election runs on, when missing:
-        one ClusterKopfPeering cluster-wide, else one KopfPeering per watched namespace."""
-        group = "/apis/kopf.dev/v1"
-        targets = (
-            [(f"{group}/namespaces/{ns}/kopfpeerings", "KopfPeering", ns) for ns in namespaces]
-            if namespaces
-            else [(f"{group}/clusterkopfpeerings", "ClusterKopfPeering", None)]
-        )
-        for path, kind, namespace in targets:
-            meta = {"name": name} | ({"namespace": namespace} if namespace else {})
-            body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": meta}
-            try:
-                await self._call("POST", path, body=body, fieldManager=FIELD_MANAGER)
-            except ApiException as e:
-                if e.status != 409:  # already there
-                    raise
+    async def write(self, method: str, path: str, body: dict[str, Any]) -> dict | None:
+        """A plain create (POST) or replace (PUT), such as the leader election's Lease."""
+        return await self._call(method, path, body=body, fieldManager=FIELD_MANAGER)

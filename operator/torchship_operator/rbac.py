@@ -41,7 +41,7 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": [*WATCH, "patch"]},
     # Events for `kubectl describe`.
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-    # kopf: discovers resources from CRDs and namespaces; leader election through peering.
+    # kopf: discovers resources from CRDs and namespaces.
     {
         "apiGroups": ["apiextensions.k8s.io"],
         "resources": ["customresourcedefinitions"],
@@ -50,12 +50,17 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": WATCH},
     # Nodes: read, to say what they offer a pod that waits for a GPU.
     {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
-    {
-        "apiGroups": ["kopf.dev"],
-        "resources": ["clusterkopfpeerings", "kopfpeerings"],
-        "verbs": [*WATCH, "patch", "create"],
-    },
 ]
+
+
+def lease_rules(lease_name: str = "torchship") -> list[dict[str, Any]]:
+    """Leader election: the one Lease the replicas share, in the operator's own namespace
+    (granted by a Role there, never cluster-wide). Creating cannot be limited to a name."""
+    group = {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"]}
+    return [
+        group | {"verbs": ["create"]},
+        group | {"resourceNames": [lease_name], "verbs": ["get", "update"]},
+    ]
 
 
 # trafficRouting gateway-api: the HTTPRoute of each ModelService (read each pass, not watched).

@@ -452,9 +452,11 @@ class _Pass:
     def analyse(self, index: int) -> str | None:
         """Count the new measurement, if any, into the step's record: "Failed" once the step's
         failures exceed failureLimit. A window that began before the step was reached, or
-        ended before the last one counted, is not this step's."""
+        ended before the last one counted, is not this step's; one that is empty or not over
+        yet is no measurement (so the pass that reaches a step never counts one, and a second
+        pass on the same inputs counts nothing new)."""
         record, m, policy = self.step_analysis(index), self.measurement, self.policy.analysis
-        if record is None or m is None or policy is None:
+        if record is None or m is None or policy is None or not m.start < m.end <= self.now:
             return None
         paused_at = self.state.paused_at if self.state.paused_at is not None else self.now
         if m.start < paused_at or (record.measured_at is not None and m.end <= record.measured_at):

@@ -5,8 +5,8 @@ event of every object of the kind has been received, decoded and given a worker:
 namespace with thousands of other pods that is most of the operator's CPU and memory. A label
 selector in `settings.watching.label_selectors` goes into the list and watch requests
 themselves (`?labelSelector=...`), so the API server sends only our children and the
-operator's cost depends on the number of ModelServices alone. The ModelService watch and
-kopf's peering are not selected.
+operator's cost depends on the number of ModelServices alone. The ModelService watch is not
+selected.
 """
 
 from __future__ import annotations

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def own_namespace() -> str:
+    """The namespace a pod runs in, from its service account's mount; outside a pod, default."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
 
 
 class Settings(BaseModel):
@@ -21,9 +32,11 @@ class Settings(BaseModel):
     """Liveness (/healthz)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     leader_election: bool = False
-    """Run several replicas of which one acts (kopf peering)."""
-    peering_name: str = "torchship"
-    """Name of the peering object the replicas share."""
+    """Run several replicas of which one, the holder of a Lease, reconciles."""
+    lease_name: str = Field(default="torchship", min_length=1, max_length=253)
+    """Name of the Lease the replicas share."""
+    lease_namespace: str = Field(default_factory=own_namespace, min_length=1)
+    """Namespace of that Lease: the operator's own (its service account's), else default."""
     workers: int = Field(default=16, ge=1, le=256)
     """ModelServices reconciled at once."""
 

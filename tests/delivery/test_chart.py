@@ -54,6 +54,9 @@ def test_helm_lint_strict_is_clean(name: str):
         {"crds": {"install": "yes"}},
         {"metrics": {"port": 0}},
         {"rbac": {"wildcards": True}},
+        {"crds": {"kopfPeering": False}},
+        {"leaderElection": {"peeringName": "torchship"}},
+        {"leaderElection": {"leaseName": "Not_A_Name"}},
     ],
     ids=repr,
 )
@@ -192,7 +195,7 @@ def test_operator_settings_come_from_values():
                 "logLevel": "DEBUG",
                 "metrics": {"port": 9090},
                 "health": {"port": 9091},
-                "leaderElection": {"peeringName": "models"},
+                "leaderElection": {"leaseName": "models"},
             }
         )
     )
@@ -201,10 +204,21 @@ def test_operator_settings_come_from_values():
     assert env["TORCHSHIP_LOG_LEVEL"] == "DEBUG"
     assert env["TORCHSHIP_METRICS_PORT"] == "9090"
     assert env["TORCHSHIP_HEALTH_PORT"] == "9091"
-    assert env["TORCHSHIP_PEERING_NAME"] == "models"
+    assert env["TORCHSHIP_LEASE_NAME"] == "models"
+    assert "TORCHSHIP_PEERING_NAME" not in env
     defaults = env_of(deployment({}))
     assert defaults["TORCHSHIP_RUNTIME_IMAGE"] == "ghcr.io/torchship/runtime:0.1.0"
     assert defaults["TORCHSHIP_NAMESPACES"] == ""
+    assert defaults["TORCHSHIP_LEASE_NAME"] == "torchship"
+
+
+def test_the_lease_namespace_is_the_pods_own_from_the_downward_api():
+    (container,) = deployment({"replicaCount": 2})["spec"]["template"]["spec"]["containers"]
+    (env,) = [e for e in container["env"] if e["name"] == "TORCHSHIP_LEASE_NAMESPACE"]
+    assert env == {
+        "name": "TORCHSHIP_LEASE_NAMESPACE",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    }
 
 
 def test_the_settings_the_chart_sets_are_the_operators():
@@ -213,8 +227,12 @@ def test_the_settings_the_chart_sets_are_the_operators():
     env = env_of(deployment({}))
     fields = {f"TORCHSHIP_{name.upper()}" for name in Settings.model_fields}
     assert set(env) <= fields, set(env) - fields
+    # What the downward API gives the pod (metadata.namespace): the release namespace.
+    assert env["TORCHSHIP_LEASE_NAMESPACE"] is None
+    env["TORCHSHIP_LEASE_NAMESPACE"] = "torchship-system"
     settings = Settings.from_env(env)
     assert settings.clusterwide and not settings.leader_election
+    assert (settings.lease_name, settings.lease_namespace) == ("torchship", "torchship-system")
 
 
 @pytest.mark.parametrize(
@@ -415,7 +433,7 @@ def test_namespaced_install_grants_modelservice_access_only_in_its_namespaces():
         }
         assert binding["subjects"][0]["namespace"] == "torchship-system"
     # Only the cluster-scoped reads (kopf's, and the nodes' GPUs): no ModelService, no
-    # children, no peering.
+    # children, no Lease.
     (cluster_role,) = objects["ClusterRole"]
     cluster_grants = grants(cluster_role["rules"])
     assert {group for group, _, _ in cluster_grants} == {"apiextensions.k8s.io", ""}
@@ -425,10 +443,9 @@ def test_namespaced_install_grants_modelservice_access_only_in_its_namespaces():
         "nodes",
     }
     assert {verb for _, _, verb in cluster_grants} == {"get", "list", "watch"}
-    # Together they are the documented rules, less the cluster-wide peering.
+    # Together they are the documented rules.
     namespaced = grants(roles["team-a"]["rules"]) | cluster_grants
-    expected = {g for g in grants(rbac.RULES) if g[1] != "clusterkopfpeerings"}
-    assert namespaced == expected
+    assert namespaced == grants(rbac.RULES)
     # And nothing cluster-scoped at all without rbac.discovery.
     bare = rbac_objects({**NAMESPACED, "rbac": {"discovery": False}})
     assert not bare["ClusterRole"] and not bare["ClusterRoleBinding"]
@@ -438,6 +455,73 @@ def test_namespaced_install_grants_modelservice_access_only_in_its_namespaces():
 def test_rbac_create_false_renders_no_rbac():
     objects = rbac_objects({"rbac": {"create": False}})
     assert not any(objects.values())
+    objects = rbac_objects({"rbac": {"create": False}, "replicaCount": 2})
+    assert not any(objects.values())
+
+
+def leader_election_rbac(values):
+    """The leader-election Role and RoleBinding, and the other RBAC objects."""
+    objects = rbac_objects(values)
+    ours = {"Role": [], "RoleBinding": []}
+    for kind in ours:
+        for obj in list(objects[kind]):
+            if obj["metadata"]["name"] == "torchship-leader-election":
+                ours[kind].append(obj)
+                objects[kind].remove(obj)
+    return ours, objects
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"replicaCount": 2},
+        {"leaderElection": {"enabled": True}},
+        {"replicaCount": 3, "leaderElection": {"leaseName": "models"}},
+        {**NAMESPACED, "leaderElection": {"enabled": True, "leaseName": "models"}},
+        {"watchNamespaces": ["torchship-system"], "replicaCount": 2, "rbac": {"discovery": False}},
+    ],
+    ids=repr,
+)
+def test_leader_election_is_granted_one_lease_in_the_release_namespace_only(values):
+    from torchship_operator import rbac
+
+    lease = values.get("leaderElection", {}).get("leaseName", "torchship")
+    ours, others = leader_election_rbac(values)
+    (role,), (binding,) = ours["Role"], ours["RoleBinding"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "torchship-system"
+    assert role["rules"] == rbac.lease_rules(lease)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    (account,) = of_kind(render(values), "ServiceAccount")
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": "torchship-system",
+        }
+    ]
+    assert role["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+    # Nothing else grants a Lease, nor anything of kopf's peering; the rest is unchanged.
+    for objs in others.values():
+        for obj in objs:
+            granted = grants(obj.get("rules", []))
+            assert not any(group == "coordination.k8s.io" for group, _, _ in granted), obj
+            assert not any(group == "kopf.dev" for group, _, _ in granted), obj
+    if not values.get("watchNamespaces"):
+        (cluster_role,) = others["ClusterRole"]
+        assert grants(cluster_role["rules"]) == grants(rbac.RULES)
+
+
+@pytest.mark.parametrize(
+    "values", [{}, NAMESPACED, {"leaderElection": {"enabled": False, "leaseName": "models"}}]
+)
+def test_one_replica_without_leader_election_has_no_lease_role(values):
+    ours, others = leader_election_rbac(values)
+    assert not ours["Role"] and not ours["RoleBinding"]
+    assert all(o["metadata"].get("namespace") != "torchship-system" for o in others["Role"])
 
 
 # -- CRDs --------------------------------------------------------------------------------------
@@ -495,8 +579,9 @@ def test_crd_values():
             o["metadata"]["name"] for o in of_kind(render(values), "CustomResourceDefinition")
         )
 
+    assert crds({}) == ["modelservices.torchship.dev"]
+    assert crds({"replicaCount": 2}) == ["modelservices.torchship.dev"]  # no kopf peering
     assert crds({"crds": {"install": False}}) == []
-    assert crds({"crds": {"kopfPeering": False}}) == ["modelservices.torchship.dev"]
     kept = of_kind(render({"crds": {"keep": False}}), "CustomResourceDefinition")
     assert all(
         "helm.sh/resource-policy" not in (c["metadata"].get("annotations") or {}) for c in kept

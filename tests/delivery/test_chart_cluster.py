@@ -1,7 +1,8 @@
 """The chart against the real local API server: `helm template` output applied with a
 server-side dry run, a real `helm install` into a namespace enforcing PodSecurity "restricted",
-what its ServiceAccount may and may not do (SubjectAccessReviews and its own token), a
-namespaced install, `helm upgrade` with a changed CRD, and `helm uninstall` keeping the CRDs.
+what its ServiceAccount may and may not do (SubjectAccessReviews and its own token, the
+leader-election Lease included), a namespaced install, `helm upgrade` with a changed CRD, and
+`helm uninstall` keeping the CRDs.
 
 The tests of this module share one release and run in file order."""
 
@@ -27,7 +28,11 @@ from helmchart import (
     value_args,
 )
 
-CRDS = ("modelservices.torchship.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
+CRDS = ("modelservices.torchship.dev",)
+# The shared release runs with leader election (one replica), under a Lease name of its own.
+LEASE = "ts-leader"
+LEADER_ELECTION = {"leaderElection": {"enabled": True, "leaseName": LEASE}}
+LEASES = "leases.coordination.k8s.io"
 RESTRICTED = ["pod-security.kubernetes.io/enforce=restricted"]
 
 
@@ -79,7 +84,7 @@ def release(control_plane) -> Iterator[Release]:
     adopt_crds(control_plane, name, namespace)
     proc = helm_in(
         control_plane, "install", name, str(CHART), "--namespace", namespace,
-        "--wait", "--timeout", "3m",
+        "--wait", "--timeout", "3m", *value_args(LEADER_ELECTION),
     )  # fmt: skip
     try:
         yield Release(name=name, namespace=namespace, notes=proc.stdout)
@@ -146,6 +151,7 @@ def test_helm_install_runs_the_operator_in_a_restricted_namespace(control_plane,
     )
     assert f"rollout status deployment/{release.name}-torchship" in release.notes
     assert "kubectl get modelservices --all-namespaces" in release.notes
+    assert f"get lease {LEASE}" in release.notes
 
 
 def test_the_service_account_may_do_the_operators_work_and_nothing_more(
@@ -163,7 +169,23 @@ def test_the_service_account_may_do_the_operators_work_and_nothing_more(
         assert allowed(verb, "services", "-n", "x")
         assert allowed(verb, "horizontalpodautoscalers.autoscaling", "-n", "x")
     assert allowed("create", "events", "-n", "x")
-    assert allowed("create", "clusterkopfpeerings.kopf.dev")
+    # Leader election: its one Lease, in the release namespace only.
+    ns = release.namespace
+    assert allowed("create", LEASES, "-n", ns)
+    for verb in ("get", "update"):
+        assert allowed(verb, f"{LEASES}/{LEASE}", "-n", ns)
+        assert not allowed(verb, f"{LEASES}/another", "-n", ns)
+        assert not allowed(verb, f"{LEASES}/{LEASE}", "-n", "x")
+    for verb in ("create", "get", "update"):
+        assert not allowed(verb, LEASES, "-n", "x")
+        assert not allowed(verb, LEASES, "--all-namespaces")
+    assert not allowed("delete", f"{LEASES}/{LEASE}", "-n", ns)
+    assert not allowed("list", LEASES, "-n", ns)
+    # Nothing of kopf's peering, which leader election no longer uses.
+    for verb in ("get", "create", "patch"):
+        assert not allowed(verb, "clusterkopfpeerings.kopf.dev")
+        assert not allowed(verb, "kopfpeerings.kopf.dev", "-n", ns)
+        assert not allowed(verb, "kopfpeerings.kopf.dev", "-n", "x")
     # Never a ModelService's spec, never a Secret, never pods or RBAC.
     for verb in ("create", "update", "patch", "delete"):
         assert not allowed(verb, "modelservices.torchship.dev", "-n", "x")
@@ -182,6 +204,31 @@ def test_the_service_account_may_do_the_operators_work_and_nothing_more(
     control_plane.kubectl(*as_operator, "get", "modelservices", "--all-namespaces")
     denied = control_plane.kubectl(*as_operator, "get", "secrets", "-n", "default", check=False)
     assert denied.returncode != 0 and "Forbidden" in denied.stderr, denied.stderr
+    # The Lease, as leader election takes and renews it (kwok runs no operator to hold it).
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": LEASE, "namespace": release.namespace},
+        "spec": {"holderIdentity": "test", "leaseDurationSeconds": 15},
+    }
+    try:
+        control_plane.kubectl(*as_operator, "create", "-f", "-", input=json.dumps(lease))
+        held = json.loads(
+            control_plane.kubectl(
+                *as_operator, "get", "lease", LEASE, "-n", release.namespace, "-o", "json"
+            ).stdout
+        )
+        held["spec"]["holderIdentity"] = "test-renewed"
+        control_plane.kubectl(*as_operator, "replace", "-f", "-", input=json.dumps(held))
+        elsewhere = {**lease, "metadata": {"name": LEASE, "namespace": "default"}}
+        denied = control_plane.kubectl(
+            *as_operator, "create", "-f", "-", input=json.dumps(elsewhere), check=False
+        )
+        assert denied.returncode != 0 and "Forbidden" in denied.stderr, denied.stderr
+    finally:
+        control_plane.kubectl(
+            "delete", "lease", LEASE, "-n", release.namespace, "--ignore-not-found"
+        )
 
 
 def test_a_namespaced_install_reaches_only_its_namespaces(control_plane, release):
@@ -194,13 +241,21 @@ def test_a_namespaced_install_reaches_only_its_namespaces(control_plane, release
         helm_in(
             control_plane, "install", name, str(CHART), "--namespace", operator_ns,
             "--wait", "--timeout", "3m",
-            *value_args({"watchNamespaces": [watched], "crds": {"install": False}}),
+            *value_args(
+                {"watchNamespaces": [watched], "crds": {"install": False}, **LEADER_ELECTION}
+            ),
         )  # fmt: skip
         sa = f"system:serviceaccount:{operator_ns}:{name}-torchship"
         assert can_i(control_plane, sa, "watch", "modelservices.torchship.dev", "-n", watched)
         assert can_i(control_plane, sa, "create", "deployments.apps", "-n", watched)
-        assert can_i(control_plane, sa, "create", "kopfpeerings.kopf.dev", "-n", watched)
         assert can_i(control_plane, sa, "list", "namespaces")  # rbac.discovery
+        # The Lease in the operator's own namespace, not in those it watches.
+        assert can_i(control_plane, sa, "create", LEASES, "-n", operator_ns)
+        assert can_i(control_plane, sa, "update", f"{LEASES}/{LEASE}", "-n", operator_ns)
+        for namespace in (watched, other):
+            assert not can_i(control_plane, sa, "create", LEASES, "-n", namespace)
+            assert not can_i(control_plane, sa, "get", f"{LEASES}/{LEASE}", "-n", namespace)
+        assert not can_i(control_plane, sa, "create", LEASES, "--all-namespaces")
         for namespace in (other, operator_ns):
             assert not can_i(
                 control_plane, sa, "list", "modelservices.torchship.dev", "-n", namespace
@@ -211,6 +266,8 @@ def test_a_namespaced_install_reaches_only_its_namespaces(control_plane, release
         )
         assert not can_i(control_plane, sa, "get", "secrets", "-n", watched)
         assert not can_i(control_plane, sa, "create", "clusterkopfpeerings.kopf.dev")
+        for namespace in (watched, operator_ns):
+            assert not can_i(control_plane, sa, "create", "kopfpeerings.kopf.dev", "-n", namespace)
     finally:
         helm_in(control_plane, "uninstall", name, "--namespace", operator_ns, check=False)
         for namespace in (operator_ns, watched, other):
@@ -274,3 +331,9 @@ def test_helm_uninstall_keeps_the_crds_and_the_modelservices(control_plane, rele
     control_plane.kubectl("get", "modelservice", "kept", "-n", release.namespace)
     gone = control_plane.kubectl("get", "clusterrole", f"{release.name}-torchship", check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
+    for kind in ("role", "rolebinding"):
+        gone = control_plane.kubectl(
+            "get", kind, f"{release.name}-torchship-leader-election", "-n", release.namespace,
+            check=False,
+        )  # fmt: skip
+        assert gone.returncode != 0 and "NotFound" in gone.stderr

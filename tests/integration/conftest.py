@@ -25,14 +25,19 @@ class RunningOperator:
     health_port: int
     user: str = OPERATOR_USER
 
+    def leads(self) -> bool:
+        """Its log says it took the leader election's Lease."""
+        return "leading: holding Lease" in self.log.read_text()
+
     def writes(self, control_plane, namespace: str, since: str = "") -> list[dict]:
-        """The operator's write requests in `namespace` (Events excluded) after `since`."""
+        """The operator's write requests in `namespace` after `since`: Events and the leader
+        election's Lease excluded."""
         return [
             e
             for e in control_plane.audit_events()
             if e["user"]["username"] == self.user
             and e.get("objectRef", {}).get("namespace") == namespace
-            and e.get("objectRef", {}).get("resource") != "events"
+            and e.get("objectRef", {}).get("resource") not in ("events", "leases")
             and e["requestReceivedTimestamp"] > since
         ]
 

@@ -158,34 +158,22 @@ def test_the_documented_rbac_is_enough(control_plane, operator, namespace, tmp_p
 
 
 def test_leader_election_lets_one_of_two_act(control_plane, operator, namespace, tmp_path: Path):
-    peering = f"t-{namespace}"[:63]
-    env = {"TORCHSHIP_LEADER_ELECTION": "true", "TORCHSHIP_PEERING_NAME": peering}
+    env = {
+        "TORCHSHIP_LEADER_ELECTION": "true",
+        "TORCHSHIP_LEASE_NAME": "torchship",
+        "TORCHSHIP_LEASE_NAMESPACE": namespace,
+    }
     with paused(operator):
         first = start_operator(control_plane, tmp_path / "a.log", user="torchship-a", **env)
         second = start_operator(control_plane, tmp_path / "b.log", user="torchship-b", **env)
         running = [first, second]
         try:
-            # Both find each other.
-            def peers() -> int:
-                result = control_plane.kubectl(
-                    "get", "clusterkopfpeering", peering, "-o", "json", check=False
-                )
-                if result.returncode != 0:
-                    return 0
-                return len(json.loads(result.stdout).get("status") or {})
-
-            wait_for(lambda: peers() == 2, timeout=60)
-
-            # Peers start paused; the one with the highest priority resumes, and one that
-            # resumed before it saw a higher one pauses again.
-            def acting(r) -> bool:
-                text = r.log.read_text()
-                return text.rfind("Resuming operations") > text.rfind("Pausing operations")
-
-            wait_for(lambda: sum(acting(r) for r in running) == 1, timeout=30)
-            time.sleep(2)
-            assert sum(acting(r) for r in running) == 1
-            leader, standby = running if acting(first) else (second, first)
+            # One takes the Lease; the other, up and watching, waits.
+            wait_for(lambda: sum(r.leads() for r in running) == 1, timeout=60)
+            leader, standby = running if first.leads() else (second, first)
+            wait_for(lambda: "operator started" in standby.log.read_text(), timeout=60)
+            lease = get_json(control_plane, "lease", "torchship", "-n", namespace)
+            assert lease["spec"]["holderIdentity"].rsplit("_", 2)[1] == str(leader.process.pid)
             since = utc_now()
             control_plane.kubectl(
                 "apply", "-n", namespace, "-f", "-", input=msvc("led", replicas=1)
@@ -196,9 +184,10 @@ def test_leader_election_lets_one_of_two_act(control_plane, operator, namespace,
             assert leader.writes(control_plane, namespace, since)
             assert standby.writes(control_plane, namespace, since) == []
 
-            # The leader goes; the standby takes over.
+            # The leader stops cleanly and releases the Lease; the standby takes over at once.
             stop_operator(leader)
-            time.sleep(1)
+            assert leader.process.returncode in (0, -15)
+            wait_for(lambda: standby.leads(), timeout=10, interval=0.2)
             since = utc_now()
             control_plane.kubectl("scale", "msvc/led", "--replicas=2", "-n", namespace)
             wait_for(
@@ -212,22 +201,23 @@ def test_leader_election_lets_one_of_two_act(control_plane, operator, namespace,
                 timeout=60,
             )
             assert standby.writes(control_plane, namespace, since)
+            lease = get_json(control_plane, "lease", "torchship", "-n", namespace)
+            assert lease["spec"]["leaseTransitions"] == 1
         finally:
             for r in running:
                 stop_operator(r)
-            control_plane.kubectl("delete", "clusterkopfpeering", peering, check=False)
 
 
 def test_a_namespaced_operator_acts_in_its_namespaces_only(
     control_plane, operator, namespace, tmp_path: Path
 ):
-    """TORCHSHIP_NAMESPACES, with leader election through a KopfPeering in that namespace."""
+    """TORCHSHIP_NAMESPACES, with leader election on a Lease in that namespace."""
     elsewhere = f"{namespace}-x"[:63]
     control_plane.kubectl("create", "namespace", elsewhere)
     env = {
         "TORCHSHIP_NAMESPACES": namespace,
         "TORCHSHIP_LEADER_ELECTION": "true",
-        "TORCHSHIP_PEERING_NAME": "torchship",
+        "TORCHSHIP_LEASE_NAMESPACE": namespace,
     }
     try:
         with paused(operator):
@@ -240,8 +230,8 @@ def test_a_namespaced_operator_acts_in_its_namespaces_only(
                 control_plane.kubectl(
                     "wait", "-n", namespace, "--for=condition=Ready", "msvc/scoped", "--timeout=60s"
                 )
-                peering = get_json(control_plane, "kopfpeering", "torchship", "-n", namespace)
-                assert len(peering.get("status") or {}) == 1
+                lease = get_json(control_plane, "lease", "torchship", "-n", namespace)
+                assert lease["spec"]["holderIdentity"]
                 time.sleep(3)
                 assert get_json(control_plane, "deployments", "-n", elsewhere)["items"] == []
                 untouched = get_json(control_plane, "msvc", "scoped", "-n", elsewhere)
@@ -257,10 +247,12 @@ def test_a_namespaced_operator_acts_in_its_namespaces_only(
 def test_a_namespaced_operator_without_discovery_warns_and_still_serves(
     control_plane, operator, namespace, tmp_path: Path
 ):
-    """rbac.discovery off: only a Role in the watched namespace, nothing cluster-scoped."""
+    """rbac.discovery off: only a Role in the watched namespace, nothing cluster-scoped; leader
+    election on a Lease there, under exactly the lease rules."""
     user = "torchship-no-discovery"
-    cluster_scoped = {"customresourcedefinitions", "namespaces", "clusterkopfpeerings"}
+    cluster_scoped = {"customresourcedefinitions", "namespaces"}
     rules = [r for r in rbac.RULES if not cluster_scoped & set(r["resources"])]
+    rules += rbac.lease_rules("torchship")
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -278,7 +270,8 @@ def test_a_namespaced_operator_without_discovery_warns_and_still_serves(
     with paused(operator):
         scoped = start_operator(
             control_plane, tmp_path / "scoped.log", user=user, groups=(),
-            TORCHSHIP_NAMESPACES=namespace,
+            TORCHSHIP_NAMESPACES=namespace, TORCHSHIP_LEADER_ELECTION="true",
+            TORCHSHIP_LEASE_NAMESPACE=namespace,
         )  # fmt: skip
         try:
             control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=msvc("alone"))
@@ -290,3 +283,5 @@ def test_a_namespaced_operator_without_discovery_warns_and_still_serves(
     log = scoped.log.read_text()
     assert "no cluster-wide watch of customresourcedefinitions and namespaces" in log, log[-3000:]
     assert f"serving namespaces {namespace} as listed" in log
+    assert "leading: holding Lease" in log and "released Lease" in log
+    assert "not read" not in log and "not written" not in log  # the Lease rules suffice

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from torchship_operator import crdgen
 
@@ -179,12 +178,3 @@ def test_names_subresources_and_columns(crd, version):
     assert [c.upper() for c in columns] == ["READY", "PHASE", "VERSION", "REPLICAS", "URL", "AGE"]
     ready = version["additionalPrinterColumns"][0]
     assert ready["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
-
-
-def test_peering_crds_for_leader_election():
-    docs = list(yaml.safe_load_all((ROOT / "crds" / "kopf-peering.yaml").read_text()))
-    kinds = {(d["spec"]["names"]["kind"], d["spec"]["scope"]) for d in docs}
-    assert kinds == {("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced")}
-    for doc in docs:
-        assert doc["spec"]["group"] == "kopf.dev"
-        assert [v["name"] for v in doc["spec"]["versions"]] == ["v1"]

@@ -178,8 +178,8 @@ def test_merge_patch_removes_what_went(old, new, patch):
             "modelservices/status",
         ),
         ("/api/v1/namespaces/ml/events", "events"),
-        ("/apis/kopf.dev/v1/clusterkopfpeerings", "clusterkopfpeerings"),
-        ("/apis/kopf.dev/v1/namespaces/ml/kopfpeerings", "kopfpeerings"),
+        ("/apis/coordination.k8s.io/v1/namespaces/torchship/leases", "leases"),
+        ("/apis/coordination.k8s.io/v1/namespaces/torchship/leases/torchship", "leases"),
     ],
 )
 def test_writes_are_counted_by_resource(path, resource):

@@ -27,7 +27,19 @@ def test_rbac_rules_cover_what_the_operator_writes_and_watches():
         assert watched or (group, parts[-1], "watch") not in granted
     assert ("torchship.dev", "modelservices/status", "patch") in granted
     assert ("", "pods", "watch") in granted
-    assert ("kopf.dev", "clusterkopfpeerings", "create") in granted
+    assert not any(group == "kopf.dev" for group, _, _ in granted)
+
+
+def test_the_lease_is_granted_by_name_except_its_creation():
+    create, by_name = rbac.lease_rules("models")
+    assert create == {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["create"],
+    }
+    assert by_name["resourceNames"] == ["models"] and by_name["verbs"] == ["get", "update"]
+    # Nothing of it is cluster-wide: a Role in the operator's namespace grants it.
+    assert not any("leases" in rule["resources"] for rule in rbac.RULES)
 
 
 def test_httproutes_are_granted_only_when_asked_for():

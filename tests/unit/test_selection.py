@@ -17,7 +17,7 @@ CHILD_KINDS = [
 ]
 NOT_SELECTED = [
     Resource("torchship.dev", "v1alpha1", "modelservices", kind="ModelService", namespaced=True),
-    Resource("kopf.dev", "v1", "kopfpeerings", kind="KopfPeering", namespaced=True),
+    Resource("coordination.k8s.io", "v1", "leases", kind="Lease", namespaced=True),
     Resource("", "v1", "namespaces", kind="Namespace"),
     Resource("", "v1", "configmaps", kind="ConfigMap"),
 ]
@@ -36,7 +36,7 @@ def test_every_child_kind_is_selected_server_side(settings, resource):
 
 
 @pytest.mark.parametrize("resource", NOT_SELECTED, ids=lambda r: r.plural)
-def test_modelservices_peering_and_discovery_are_not(settings, resource):
+def test_modelservices_leases_and_discovery_are_not(settings, resource):
     assert settings.watching.label_selectors.collect(resource) == []
 
 

@@ -15,7 +15,8 @@ def test_defaults():
     assert (s.metrics_port, s.health_port) == (8080, 8081)
     assert s.log_level == "INFO"
     assert s.leader_election is False
-    assert s.peering_name == "torchship"
+    assert s.lease_name == "torchship"
+    assert s.lease_namespace == "default"  # outside a pod: no service account mount
 
 
 def test_environment_names():
@@ -27,7 +28,8 @@ def test_environment_names():
             "TORCHSHIP_HEALTH_PORT": "9091",
             "TORCHSHIP_LOG_LEVEL": "DEBUG",
             "TORCHSHIP_LEADER_ELECTION": "true",
-            "TORCHSHIP_PEERING_NAME": "blue",
+            "TORCHSHIP_LEASE_NAME": "blue",
+            "TORCHSHIP_LEASE_NAMESPACE": "serving",
             "UNRELATED": "x",
         }
     )
@@ -36,7 +38,7 @@ def test_environment_names():
     assert (s.metrics_port, s.health_port) == (9090, 9091)
     assert s.log_level == "DEBUG"
     assert s.leader_election is True
-    assert s.peering_name == "blue"
+    assert (s.lease_name, s.lease_namespace) == ("blue", "serving")
 
 
 def test_log_level_is_case_insensitive():

@@ -92,12 +92,12 @@ The operator image: repository@digest, or repository:tag (default: the appVersio
 {{/*
 RBAC rules for what the operator does inside the namespaces it serves: read ModelServices and
 write only their status; server-side apply (patch, and create for a new object), prune and
-scale their children; read pods for the
-reasons in status; post events; take part in leader election (namespaced peering); with
-gatewayAPI.enabled, write the HTTPRoutes of trafficRouting gateway-api. Used by the
-reasons in status (and mark the one an old revision gives up to make room); post events; take part in leader election (namespaced peering). Used by the
-Roles of a namespaced install and by the ClusterRole of a cluster-wide one. Kept in step with
-torchship_operator.rbac (a test compares them).
+scale their children; the model cache's claim and fill Job; read pods for the reasons in status
+(and mark the one an old revision gives up to make room); post events; with gatewayAPI.enabled,
+write the HTTPRoutes of trafficRouting gateway-api. Used by the Roles of a namespaced install
+and by the ClusterRole of a cluster-wide one. Kept in step with torchship_operator.rbac (a test
+compares them). Leader election's Lease is not here: a Role in the release namespace grants it
+(leader-election-role.yaml).
 */}}
 {{- define "torchship.namespacedRules" -}}
 - apiGroups: ["torchship.dev"]
@@ -130,14 +130,20 @@ torchship_operator.rbac (a test compares them).
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch", "create"]
 {{- if .Values.gatewayAPI.enabled }}
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "create", "patch", "delete"]
 {{- end }}
+{{- end }}
+
+{{/*
+The name of the leader-election Role and RoleBinding: the full name and "-leader-election", at
+most 63 characters: not the name of the Role a namespaced install puts in each watched namespace,
+which may be the release namespace too.
+*/}}
+{{- define "torchship.leaderElectionName" -}}
+{{- printf "%s-leader-election" (include "torchship.fullname" . | trunc 47 | trimSuffix "-") }}
 {{- end }}
 
 {{/*

@@ -20,9 +20,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubernetes.client.exceptions import ApiException
+if TYPE_CHECKING:
+    from .kube import Kube
 
 log = logging.getLogger("torchship.election")
 
@@ -101,9 +102,16 @@ def step(sighting: Sighting | None, me: str, now: float) -> Step:
 
 
 def lease(
-    name: str, namespace: str, me: str | None, transitions: int, now: datetime, duration: int
+    name: str,
+    namespace: str,
+    me: str | None,
+    transitions: int,
+    now: datetime,
+    duration: int,
+    resource_version: str = "",
 ) -> dict[str, Any]:
-    """The Lease as written by `me` (None: released)."""
+    """The Lease as written by `me` (None: released); a replace names the `resource_version`
+    it read, so that of two replicas writing at once only one succeeds."""
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     spec: dict[str, Any] = {
         "leaseDurationSeconds": duration,
@@ -112,12 +120,10 @@ def lease(
     }
     if me:
         spec["holderIdentity"] = me
-    return {
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
+    meta = {"name": name, "namespace": namespace}
+    if resource_version:
+        meta["resourceVersion"] = resource_version
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
 
 
 class Elector:
@@ -126,7 +132,7 @@ class Elector:
 
     def __init__(
         self,
-        kube: Any,
+        kube: Kube,
         name: str,
         namespace: str,
         identity: str,
@@ -140,8 +146,12 @@ class Elector:
         self.sighting: Sighting | None = None
 
     @property
-    def path(self) -> str:
+    def leases(self) -> str:
         return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
+
+    @property
+    def path(self) -> str:
+        return f"{self.leases}/{self.name}"
 
     async def run(self) -> None:
         renewed_at = self.clock()  # when the last successful renewal was sent
@@ -173,66 +183,60 @@ class Elector:
     async def try_once(self) -> bool:
         """One read and, where the step says so, one write; True when the Lease is ours."""
         try:
-            found = await self.kube.get(f"{self.path}/{self.name}")
-        except ApiException as error:
-            if error.status != 404:
-                log.warning("Lease %s/%s not read: %s", self.namespace, self.name, error.reason)
+            found = await self.kube.get(self.path)
+        except Exception as error:  # not found: create it; anything else: not ours for now
+            if getattr(error, "status", None) != 404:
+                log.warning("Lease %s/%s not read: %s", self.namespace, self.name, error)
                 return False
             found = None
-        except Exception as error:  # the API server away: not ours until it answers
-            log.warning("Lease %s/%s not read: %s", self.namespace, self.name, error)
-            return False
         now = self.clock()
         self.sighting = sighted(self.sighting, Record.of(found) if found else None, now)
         action = step(self.sighting, self.identity, now)
         if action is Step.WAIT:
             return False
-        transitions = self.sighting.record.transitions if self.sighting else 0
+        seen = self.sighting.record if self.sighting else None
         body = lease(
             self.name,
             self.namespace,
             self.identity,
-            transitions + (action is Step.TAKE),
+            (seen.transitions if seen else 0) + (action is Step.TAKE),
             datetime.now(UTC),
             LEASE_DURATION,
+            seen.resource_version if seen else "",
         )
-        previous = self.sighting.record.holder if self.sighting else ""
         try:
-            if action is Step.CREATE:
-                written = await self.kube.write("POST", self.path, body)
+            if seen is None:
+                written = await self.kube.write("POST", self.leases, body)
             else:
-                body["metadata"]["resourceVersion"] = self.sighting.record.resource_version
-                written = await self.kube.write("PUT", f"{self.path}/{self.name}", body)
+                written = await self.kube.write("PUT", self.path, body)
         except Exception as error:  # a 409: another replica wrote first; read again next time
             if getattr(error, "status", None) != 409:
                 log.warning("Lease %s/%s not written: %s", self.namespace, self.name, error)
             return False
         self.sighting = sighted(self.sighting, Record.of(written or body), now)
         if action is Step.TAKE:
-            log.info("took Lease %s/%s (from %r)", self.namespace, self.name, previous)
+            log.info("took Lease %s/%s (from %r)", self.namespace, self.name, seen.holder)
         return True
 
     async def release(self) -> None:
         """On a clean stop: give the Lease up so that a standby takes it at once."""
         if not self.leading.is_set() or self.lost.is_set() or not self.sighting:
             return
-        path = f"{self.path}/{self.name}"
         for _ in range(3):  # a renewal still in flight may have moved the resourceVersion on
             try:
-                current = await self.kube.get(path)
-                spec = current.get("spec") or {}
-                if spec.get("holderIdentity") != self.identity:
+                current = Record.of(await self.kube.get(self.path))
+                if current.holder != self.identity:
                     return
                 body = lease(
                     self.name,
                     self.namespace,
                     None,
-                    int(spec.get("leaseTransitions") or 0),
+                    current.transitions,
                     datetime.now(UTC),
                     1,
+                    current.resource_version,
                 )
-                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                await self.kube.write("PUT", path, body)
+                await self.kube.write("PUT", self.path, body)
                 log.info("released Lease %s/%s", self.namespace, self.name)
                 return
             except Exception as error:  # unreleased, it lapses after its duration

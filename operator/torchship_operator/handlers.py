@@ -231,9 +231,9 @@ async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     settings.queueing.idle_timeout = 1.0
     start_http_server(config.metrics_port)
     # One connection and one thread for each call in flight: two per worker (a pass applies
-    # its Service and Deployment at once).
-    calls = 2 * config.workers
-    controller.kube = Kube(make_api_client(pool_size=calls + 1), threads=calls + 1)
+    # its Service and Deployment at once), and one for the Lease.
+    calls = 2 * config.workers + 1
+    controller.kube = Kube(make_api_client(pool_size=calls), threads=calls)
     if config.namespaces:
         await warn_without_discovery(controller.kube)
     if config.leader_election:

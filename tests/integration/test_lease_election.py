@@ -21,7 +21,7 @@ def kube(control_plane) -> Kube:
 
 
 async def lease_of(elector: Elector) -> dict:
-    return (await elector.kube.get(f"{elector.path}/{elector.name}"))["spec"]
+    return (await elector.kube.get(elector.path))["spec"]
 
 
 async def within(seconds: float, event: asyncio.Event) -> None:
@@ -49,9 +49,9 @@ def test_one_holds_the_other_waits_then_takes_over_at_release(kube, namespace):
         assert (taken["holderIdentity"], taken["leaseTransitions"]) == ("b", 1)
 
         # Someone else takes the Lease from under the holder: it knows within a period.
-        lease = await kube.get(f"{b.path}/lead")
+        lease = await kube.get(b.path)
         lease["spec"]["holderIdentity"] = "c"
-        await kube.write("PUT", f"{b.path}/lead", lease)
+        await kube.write("PUT", b.path, lease)
         await within(2 * RETRY_PERIOD + 3, b.lost)
         await running_b  # run() returns once lost
 

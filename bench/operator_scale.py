@@ -319,7 +319,7 @@ def measure_operator(
     operator = None
     try:
         plane.kubectl("apply", "--server-side", "-f", str(CRD))
-        plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
+        plane.wait_established()
         plane.kubectl("create", "namespace", "bench")
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))
         others = unrelated_objects(pods, deployments, bench_nodes(n + pods))

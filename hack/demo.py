@@ -95,7 +95,7 @@ def main() -> int:
             print(plane.kubectl("get", "nodes", "-L", "nvidia.com/gpu.product").stdout)
             with phase("installing the CRDs and starting the operator"):
                 plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-                plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
+                plane.wait_established()
                 operator = harness.start_operator(plane.env, tmp / "operator.log")
             with phase("a model file on a PersistentVolume, and the sample ModelServices"):
                 model_path = tmp / "model.pt"

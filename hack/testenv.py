@@ -346,6 +346,29 @@ class ControlPlane:
             raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}{proc.stdout}")
         return proc
 
+    def wait_established(self, *names: str, timeout: float = 60) -> None:
+        """Wait until the named CRDs (all of them when none is named) exist and are Established.
+
+        Polled here, not with `kubectl wait`: that fails at once on a CRD whose status has
+        no conditions yet, as one just applied may not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            crds = json.loads(self.kubectl("get", "crd", "-o", "json").stdout)["items"]
+            established = {
+                crd["metadata"]["name"]
+                for crd in crds
+                if any(
+                    c["type"] == "Established" and c["status"] == "True"
+                    for c in crd.get("status", {}).get("conditions") or []
+                )
+            }
+            pending = set(names or (crd["metadata"]["name"] for crd in crds)) - established
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"CRDs not Established after {timeout:.0f} s: {sorted(pending)}")
+            time.sleep(0.2)
+
     def model_volume(self, namespace: str, claim: str, files: dict[str, Path]) -> None:
         """A PersistentVolume holding `files` (name in the volume -> file here) and its claim,
         bound to each other: what a `pvc://claim/name` model source reads on the real node."""

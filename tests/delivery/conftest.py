@@ -13,4 +13,4 @@ def installed_crds(control_plane) -> None:
         control_plane.kubectl(
             "apply", "--server-side", "--field-manager=torchship-tests", "-f", str(ROOT / "crds")
         )
-    control_plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    control_plane.wait_established()

@@ -146,9 +146,7 @@ def test_helm_install_runs_the_operator_in_a_restricted_namespace(control_plane,
         meta = crd(control_plane, name)["metadata"]
         assert meta["annotations"]["helm.sh/resource-policy"] == "keep"
         assert meta["annotations"]["meta.helm.sh/release-name"] == release.name
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "crd/modelservices.torchship.dev", "--timeout=60s"
-    )
+    control_plane.wait_established("modelservices.torchship.dev")
     assert f"rollout status deployment/{release.name}-torchship" in release.notes
     assert "kubectl get modelservices --all-namespaces" in release.notes
     assert f"get lease {LEASE}" in release.notes

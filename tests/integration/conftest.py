@@ -44,7 +44,7 @@ class RunningOperator:
 
 def install_crds(control_plane) -> None:
     control_plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    control_plane.kubectl("wait", "--for=condition=Established", "crd", "--all")
+    control_plane.wait_established()
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,9 @@ GATEWAY_CRDS = ("httproutes", "gateways", "gatewayclasses", "grpcroutes", "refer
 
 def install_gateway_api(control_plane) -> None:
     control_plane.kubectl("apply", "--server-side", "-f", str(testenv.gateway_api_crds()))
-    for plural in GATEWAY_CRDS:
-        control_plane.kubectl(
-            "wait", "--for=condition=Established", f"crd/{plural}.gateway.networking.k8s.io"
-        )
+    control_plane.wait_established(
+        *(f"{plural}.gateway.networking.k8s.io" for plural in GATEWAY_CRDS)
+    )
 
 
 @pytest.fixture

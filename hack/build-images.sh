@@ -13,6 +13,10 @@ cd "$(dirname "$0")/.."
 
 CACHE=${TORCHSHIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/torchship}
 IMAGES="$CACHE/images"
+# One build at a time per cache: checkouts set up at once would make the same base twice.
+mkdir -p "$IMAGES"
+exec 9>"$CACHE/.images.lock"
+flock 9
 SUITE=bookworm
 BASE_PACKAGES=python3,python3-venv,python-is-python3,ca-certificates
 # Bump when base_image() changes what it makes: the base's tag is keyed by all three.

@@ -12,7 +12,7 @@ from harness import file_server
 from helpers import condition, get_json, wait_for
 from workload import model_service
 
-from torchship_operator.reconcile import FIRST_STATUS_GRACE
+from torchship_operator.reconcilers.report import FIRST_STATUS_GRACE
 
 pytestmark = pytest.mark.usefixtures("real_operator")
 # Seconds the server waits before it sends the model: longer than a new ModelService's first

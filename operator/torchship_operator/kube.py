@@ -256,6 +256,34 @@ def key_of(obj: Mapping[str, Any]) -> Key:
     return obj["kind"], meta.get("namespace", ""), meta["name"]
 
 
+def event_of(
+    involved: Mapping[str, Any], kind: str, reason: str, message: str, now: str
+) -> dict[str, Any]:
+    """A core/v1 Event about `involved`, as the operator reports it."""
+    meta = involved["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": involved["apiVersion"],
+            "kind": involved["kind"],
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "type": kind,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "torchship-operator"},
+        "reportingComponent": "torchship.dev/operator",
+        "reportingInstance": "torchship-operator",
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
 class Kube:
     """Async facade over the (synchronous) official client: calls run in worker threads.
 
@@ -406,29 +434,10 @@ class Kube:
     async def post_event(
         self, involved: Mapping[str, Any], kind: str, reason: str, message: str, now: str
     ) -> None:
-        meta = involved["metadata"]
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": involved["apiVersion"],
-                "kind": involved["kind"],
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-            },
-            "type": kind,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": "torchship-operator"},
-            "reportingComponent": "torchship.dev/operator",
-            "reportingInstance": "torchship-operator",
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        await self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+        event = event_of(involved, kind, reason, message, now)
+        await self._call(
+            "POST", f"/api/v1/namespaces/{event['metadata']['namespace']}/events", body=event
+        )
 
     async def patch_status(
         self, namespace: str, name: str, previous: Mapping[str, Any], status: Mapping[str, Any]

@@ -267,7 +267,8 @@ def probe(path: str, period: int, failures: int, tls: bool) -> dict[str, Any]:
     }
 
 
-def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any]:
+def pod_volumes(name: str, spec: api.ModelServiceSpec) -> tuple[list[dict], list[dict]]:
+    """The pod's volumes and the runtime container's mounts of them."""
     mounts = [
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "cache", "mountPath": CACHE_DIR},
@@ -314,6 +315,11 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
                 },
             }
         )
+    return volumes, mounts
+
+
+def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any]:
+    volumes, mounts = pod_volumes(name, spec)
     ports = [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}]
     if spec.service.grpc_port:
         ports.append({"name": "grpc", "containerPort": RUNTIME_GRPC_PORT, "protocol": "TCP"})

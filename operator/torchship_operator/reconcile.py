@@ -71,8 +71,14 @@ async def reconcile(
     state = rollout.RolloutState.from_dict(previous.get("rollout"))
     decision = await decide(observed, spec, policy, desired, state, now, scraper, key)
 
-    try:
-        said = await apply(owner, spec, image, desired, decision, observed, kube, outcome)
+    said = ChildReports()
+    try:  # each child kind's own reconcile, in order
+        said.filling = await model_cache.reconcile(
+            owner, spec, image, decision, observed, kube, outcome
+        )
+        await deployments.reconcile(owner, spec, image, desired, decision, observed, kube, outcome)
+        await hpa.reconcile(owner, spec, observed, kube, outcome)
+        said.routed = await httproute.reconcile(owner, spec, decision, observed, kube, outcome)
     except Refused as refused:
         # The status says what the API server refused, in its words; the work queue backs
         # off (outcome.failed) rather than retrying at once.
@@ -172,28 +178,6 @@ def pods_failure(pods: Sequence[Mapping[str, Any]], revision: str) -> str | None
     mine = [p for p in pods if revision_of(p) == revision]
     failure = status.pod_failure(mine)
     return f"{failure.reason}: {failure.message}" if failure else None
-
-
-# -- apply -------------------------------------------------------------------------------------
-
-
-async def apply(
-    owner: render.Owner,
-    spec: api.ModelServiceSpec,
-    image: str,
-    desired: str,
-    decision: rollout.Decision,
-    observed: Observed,
-    kube: Kube,
-    outcome: Outcome,
-) -> ChildReports:
-    """Each child kind's own reconcile, in order. Raises `Refused` at the first write the API
-    server refuses."""
-    filling = await model_cache.reconcile(owner, spec, image, decision, observed, kube, outcome)
-    await deployments.reconcile(owner, spec, image, desired, decision, observed, kube, outcome)
-    await hpa.reconcile(owner, spec, observed, kube, outcome)
-    routed = await httproute.reconcile(owner, spec, decision, observed, kube, outcome)
-    return ChildReports(filling=filling, routed=routed)
 
 
 # -- report ------------------------------------------------------------------------------------

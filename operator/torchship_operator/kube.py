@@ -22,7 +22,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
 
-from . import api
+from . import api, transport
 from .metrics import WRITES
 
 log = logging.getLogger("torchship.apply")
@@ -340,21 +340,11 @@ class Kube:
     def _call_sync(
         self, method: str, path: str, body: Any, content_type: str | None, query: dict
     ) -> dict[str, Any] | None:
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        method, url, headers, _, post = self.api_client.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=list(query.items()),
-            header_params=headers,
-            auth_settings=["BearerToken"],
+        status, reason, data = transport.send(
+            self.api_client, method, path, body, content_type, query.items()
         )
-        # The client serializes dict bodies itself, for JSON and for apply's YAML alike.
-        response = self.api_client.call_api(method, url, headers, body, post, _request_timeout=30)
-        data = response.read()
-        if not 200 <= response.status < 300:
-            raise ApiException(status=response.status, reason=response.reason, body=data)
+        if not 200 <= status < 300:
+            raise ApiException(status=status, reason=reason, body=data)
         return json.loads(data) if data else None
 
     async def get(self, path: str, **query: Any) -> dict[str, Any] | None:

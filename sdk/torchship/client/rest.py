@@ -60,6 +60,10 @@ class Call:
     # Health checks answer 503 as a fact, not as "try again".
     retry_503: bool = True
 
+    def send(self, http: httpx.Client | httpx.AsyncClient) -> Any:
+        """Send it: httpx's response, or with an AsyncClient the awaitable of it."""
+        return http.request(self.method, self.path, content=self.body, headers=self.headers)
+
 
 def model_path(model: str, version: str | None) -> str:
     path = f"/v2/models/{quote(model, safe='')}"
@@ -173,6 +177,23 @@ class _Calls(abc.ABC):
     another transport of the protocol (gRPC) offers these same methods and returns the same
     InferResult, reusing `tensors` for the arrays."""
 
+    _transport: type[httpx.Client] | type[httpx.AsyncClient]
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        retry: Retry | None = None,
+        headers: Mapping[str, str] | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.retry = retry or Retry()
+        self._http = self._transport(
+            base_url=self.url, headers=headers_for(token, headers), timeout=timeout, verify=verify
+        )
+
     @abc.abstractmethod
     def _run(self, call: Call) -> Any: ...
 
@@ -227,28 +248,13 @@ class InferenceClient(_Calls):
         y = result["output__0"]
     """
 
-    def __init__(
-        self,
-        url: str,
-        token: str | None = None,
-        timeout: float = 30.0,
-        retry: Retry | None = None,
-        headers: Mapping[str, str] | None = None,
-        verify: bool | str = True,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.retry = retry or Retry()
-        self._http = httpx.Client(
-            base_url=self.url, headers=headers_for(token, headers), timeout=timeout, verify=verify
-        )
+    _transport = httpx.Client
 
     def _run(self, call: Call) -> Any:
         for attempt in range(self.retry.attempts):
             error, response = None, None
             try:
-                response = self._http.request(
-                    call.method, call.path, content=call.body, headers=call.headers
-                )
+                response = call.send(self._http)
             except RETRIED_ERRORS as e:
                 error = e
             done, value = settle(self.retry, attempt, call, self.url, error, response)
@@ -270,28 +276,13 @@ class InferenceClient(_Calls):
 class AsyncInferenceClient(_Calls):
     """The asyncio twin of InferenceClient: the same calls, awaited."""
 
-    def __init__(
-        self,
-        url: str,
-        token: str | None = None,
-        timeout: float = 30.0,
-        retry: Retry | None = None,
-        headers: Mapping[str, str] | None = None,
-        verify: bool | str = True,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.retry = retry or Retry()
-        self._http = httpx.AsyncClient(
-            base_url=self.url, headers=headers_for(token, headers), timeout=timeout, verify=verify
-        )
+    _transport = httpx.AsyncClient
 
     async def _run(self, call: Call) -> Any:
         for attempt in range(self.retry.attempts):
             error, response = None, None
             try:
-                response = await self._http.request(
-                    call.method, call.path, content=call.body, headers=call.headers
-                )
+                response = await call.send(self._http)
             except RETRIED_ERRORS as e:
                 error = e
             done, value = settle(self.retry, attempt, call, self.url, error, response)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -240,7 +241,7 @@ class _Calls(abc.ABC):
         return self._run(call)
 
 
-class InferenceClient(_Calls):
+class InferenceClient(_Calls, contextlib.AbstractContextManager):
     """A blocking Open Inference Protocol v2 client (torchship, KServe, Triton):
 
     with InferenceClient("http://127.0.0.1:8080") as client:
@@ -265,9 +266,6 @@ class InferenceClient(_Calls):
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> InferenceClient:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

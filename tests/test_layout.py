@@ -190,3 +190,42 @@ def test_no_import_cycles(root: str):
 
     for name in sorted(graph):
         visit(name)
+
+
+# The operator's pure modules: object shapes and decisions, no client (docs/architecture.md).
+PURE = [
+    "api",
+    "analysis",
+    "autoscaling",
+    "budget",
+    "cache",
+    "cache_mount",
+    "phases",
+    "render",
+    "revisions",
+    "rollout",
+    "room",
+    "routing",
+    "status",
+    "vocabulary",
+]
+
+
+def test_the_pure_modules_never_import_the_client():
+    package_root = ROOT / "operator"
+    imports = {}
+    for path in code_files("operator"):
+        parts = list(path.relative_to(package_root).with_suffix("").parts)
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        imports[name] = module_imports(path, package_root)
+    impure = ("kubernetes", "kopf", "torchship_operator.kube", "torchship_operator.transport")
+    for pure in PURE:
+        seen, todo = set(), [f"torchship_operator.{pure}"]
+        todo += [m for m in imports if m.startswith(f"torchship_operator.{pure}.")]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            assert not name.startswith(impure), f"{pure} imports {name}"
+            todo += imports.get(name, ())

@@ -1,6 +1,5 @@
-"""The HTTPRoute's own reconcile (trafficRouting gateway-api): a Service per backend revision
-and the route over them at the decision's weights, and what the route's Gateway says of it.
-With `replicas` routing, none of them (a ModelService switched back removes what it had)."""
+"""The HTTPRoute's own reconcile (trafficRouting gateway-api): the route, the Services it
+points at, and how often its status is read."""
 
 from __future__ import annotations
 

@@ -345,7 +345,8 @@ class AnalysisSpec(ApiModel):
     failureLimit aborts the rollout with reason AnalysisFailed."""
 
     max_error_ratio: float | None = Field(default=None, ge=0, le=1)
-    """Most share of the canary's requests that may fail with a server error (5xx)."""
+    """Most share of the canary's requests that may fail with a server error (5xx: a failure
+    inside the model is one; input refused before the model ran is a 4xx and is not)."""
     max_latency_p99_ms: float | None = Field(default=None, ge=1)
     """Highest p99 request latency of the canary, in milliseconds."""
     max_latency_p99_ratio: float | None = Field(default=None, ge=1)

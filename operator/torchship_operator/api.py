@@ -347,8 +347,10 @@ class AnalysisSpec(ApiModel):
     max_error_ratio: float | None = Field(default=None, ge=0, le=1)
     """Most share of the canary's requests that may fail with a server error (5xx: a failure
     inside the model is one; input refused before the model ran is a 4xx and is not)."""
-    max_latency_p99_ms: float | None = Field(default=None, ge=1)
-    """Highest p99 request latency of the canary, in milliseconds."""
+    max_latency_p99_ms: float | None = Field(default=None, ge=1, lt=10_000)
+    """Highest p99 request latency of the canary, in milliseconds; under 10000, because the
+    runtime's largest latency bucket is 10 s and a p99 beyond it reads as 10 s: a limit of 10
+    s or more could never be crossed."""
     max_latency_p99_ratio: float | None = Field(default=None, ge=1)
     """Highest canary p99 latency as a multiple of the stable revision's, in the same window."""
     min_requests: int = Field(default=20, ge=1)

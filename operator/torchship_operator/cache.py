@@ -15,8 +15,8 @@ from . import api, render
 
 LABEL_CACHE = "torchship.dev/model-cache"
 MOUNT = "/mnt/torchship-cache"
-# With runtime.compile: the claim's kernels/ directory, the one part of it the pods write, where
-# each compiles into and the next replica finds what an earlier one compiled.
+# With runtime.compile: the claim's kernels/ directory, the one part of it the pods write; every
+# replica and revision mounts it at the same path and points its compile caches there.
 KERNELS_SUBPATH = "kernels"
 KERNELS_MOUNT = "/var/cache/torchship-kernels"
 VOLUME = "model-cache"

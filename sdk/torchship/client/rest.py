@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -234,7 +235,7 @@ class InferenceClient(_Calls):
         timeout: float = 30.0,
         retry: Retry | None = None,
         headers: Mapping[str, str] | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self.url = url.rstrip("/")
         self.retry = retry or Retry()
@@ -277,7 +278,7 @@ class AsyncInferenceClient(_Calls):
         timeout: float = 30.0,
         retry: Retry | None = None,
         headers: Mapping[str, str] | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self.url = url.rstrip("/")
         self.retry = retry or Retry()

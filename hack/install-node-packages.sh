@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Debian's packages for the real node and the image builds: containerd and runc (the node's
 # container runtime), iptables (the kubelet's), buildah and debootstrap (the images, without a
-# daemon). Installed only where missing, and only where apt-get and root are at hand; elsewhere
-# it says what is missing and the real-node tests skip with that reason.
+# daemon), and g++ (the compiler Inductor runs in the compile tests). Installed only where
+# missing, and only where apt-get and root are at hand; elsewhere it says what is missing and
+# the tests that need it skip with that reason. Where root and apt-get are at hand, those tests
+# fail instead of skipping (tests/skips.py): a failed install here fails setup.
 set -euo pipefail
 
-packages=(containerd runc iptables buildah debootstrap)
-commands=(containerd runc iptables buildah debootstrap)
+packages=(containerd runc iptables buildah debootstrap g++)
+commands=(containerd runc iptables buildah debootstrap g++)
 
 missing=()
 for i in "${!commands[@]}"; do

@@ -6,6 +6,8 @@ handler import it from the model file's directory, as the runtime does in a pod)
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import textwrap
 import warnings
 from dataclasses import dataclass
@@ -68,6 +70,77 @@ class Faulty(nn.Module):
         if bool((x[:, 0] > self.threshold).any()):
             raise RuntimeError("input out of range")
         return self.inner(x)
+
+
+FAULTY_ENTRYPOINTS = {"state-dict": "faultymodel:build", "handler": "faultymodel:Handler"}
+
+# A model that fails inside its forward pass for any row whose first value is above THRESHOLD,
+# the way models break: the tensor formats look a row up in a one-entry table at index 1 (an
+# IndexError from torch), the handler raises ValueError itself. The handler also refuses rows
+# whose first value is negative, on purpose (InferenceError: the client's 400).
+FAULTY_MODULE = textwrap.dedent(
+    f"""
+    import torch
+    from torch import nn
+    from torchship_runtime.errors import InferenceError
+
+    THRESHOLD = 0.5
+
+    class Guarded(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.inner = nn.Sequential(nn.Linear({WIDTH}, 8), nn.ReLU(), nn.Linear(8, 3))
+            self.register_buffer("scale", torch.ones(1))
+            self.threshold = THRESHOLD
+
+        def forward(self, x):
+            index = (x[:, 0] > self.threshold).long()
+            return self.inner(x) * self.scale[index].unsqueeze(1)
+
+    def build():
+        return Guarded().eval()
+
+    class Handler:
+        def load(self, path, device):
+            self.model = build().to(device)
+            self.model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+
+        def predict(self, data):
+            (x,) = data.values()
+            if (x[:, 0] < 0).any():
+                raise InferenceError("the first value must not be negative")
+            if (x[:, 0] > THRESHOLD).any():
+                raise ValueError("input out of range")
+            return self.model(torch.as_tensor(x, dtype=torch.float32))
+    """
+)
+
+
+def write_faulty(fmt: str, directory: Path) -> ModelFile:
+    """A model of `fmt` that fails inside the model for rows whose first value is above 0.5
+    (FAULTY_MODULE), with its code beside it for every format."""
+    directory.mkdir(parents=True, exist_ok=True)
+    code = directory / "faultymodel.py"
+    code.write_text(FAULTY_MODULE)
+    spec = importlib.util.spec_from_file_location("faultymodel", code)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["faultymodel"] = module  # where torch.jit.script finds the class's source
+    spec.loader.exec_module(module)
+    model = module.build()
+    path = directory / f"faulty{suffix(fmt)}"
+    if fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit is deprecated, still the format
+            torch.jit.script(model).save(str(path))
+    elif fmt == "exported-program":
+        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+        program = torch.export.export(model, (torch.zeros(2, WIDTH),), dynamic_shapes=({0: batch},))
+        torch.export.save(program, str(path))
+    else:
+        torch.save(model.state_dict(), path)
+    return ModelFile(path, FAULTY_ENTRYPOINTS.get(fmt), model)
 
 
 def suffix(fmt: str) -> str:

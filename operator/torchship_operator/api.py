@@ -190,8 +190,8 @@ class Resources(ApiModel):
 
 class CompileSpec(ApiModel):
     """torch.compile the module while the pod warms up, before it is ready; Inductor's cache
-    directory is on the pod's cache volume, so a restarted container reuses the compiled
-    kernels, and with model.cache on the claim, so the next replica does too. Needs a C++
+    directory is on the pod's cache volume (with model.cache, on the claim, which every
+    replica mounts), so a restarted container reuses the compiled kernels. Needs a C++
     compiler in the runtime image (see docs/cold-starts.md)."""
 
     mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
@@ -201,9 +201,9 @@ class CompileSpec(ApiModel):
     ahead_of_time: bool = False
     """Compile once, not at every start: the first start exports the module (torch.export, the
     batch dimension dynamic) and compiles it with AOTInductor into a package on the same
-    volume as the kernels; later starts (a restarted container; with model.cache, the next
-    replica and revision) load the package, with no tracing, no compiling and no C++ compiler.
-    The module must be one torch.export can capture."""
+    volume as the kernels; a later start that finds the package there (a restarted container)
+    loads it, with no tracing, no compiling and no C++ compiler. The module must be one
+    torch.export can capture."""
 
     model_config = validations(
         rule(
@@ -345,9 +345,12 @@ class AnalysisSpec(ApiModel):
     failureLimit aborts the rollout with reason AnalysisFailed."""
 
     max_error_ratio: float | None = Field(default=None, ge=0, le=1)
-    """Most share of the canary's requests that may fail with a server error (5xx)."""
-    max_latency_p99_ms: float | None = Field(default=None, ge=1)
-    """Highest p99 request latency of the canary, in milliseconds."""
+    """Most share of the canary's requests that may fail with a server error (5xx: a failure
+    inside the model is one; input refused before the model ran is a 4xx and is not)."""
+    max_latency_p99_ms: float | None = Field(default=None, ge=1, lt=10_000)
+    """Highest p99 request latency of the canary, in milliseconds; under 10000, because the
+    runtime's largest latency bucket is 10 s and a p99 beyond it reads as 10 s: a limit of 10
+    s or more could never be crossed."""
     max_latency_p99_ratio: float | None = Field(default=None, ge=1)
     """Highest canary p99 latency as a multiple of the stable revision's, in the same window."""
     min_requests: int = Field(default=20, ge=1)

@@ -41,7 +41,8 @@ def constraints(node: dict[str, Any]) -> str:
         parts.append(" \\| ".join(f"`{v}`" for v in node["enum"]))
     for key, label in (("minimum", ">="), ("maximum", "<="), ("maxItems", "items <=")):
         if key in node:
-            parts.append(f"{label} {node[key]}")
+            exclusive = node.get(f"exclusive{key[0].upper()}{key[1:]}") is True
+            parts.append(f"{label.rstrip('=') if exclusive else label} {node[key]}")
     if "default" in node and not isinstance(node["default"], dict):
         parts.append(f"default `{json.dumps(node['default'])}`")
     return "; ".join(parts)

@@ -10,8 +10,8 @@ import hashlib
 from . import api
 
 MOUNT = "/mnt/torchship-cache"
-# With runtime.compile: the claim's kernels/ directory, the one part of it the pods write, where
-# each compiles into and the next replica finds what an earlier one compiled.
+# With runtime.compile: the claim's kernels/ directory, the one part of it the pods write; every
+# replica and revision mounts it at the same path and points its compile caches there.
 KERNELS_SUBPATH = "kernels"
 KERNELS_MOUNT = "/var/cache/torchship-kernels"
 VOLUME = "model-cache"

@@ -98,6 +98,12 @@ def _kept(schema: dict[str, Any]) -> dict[str, Any]:
         out["description"] = " ".join(out["description"].split())
     if "maxLength" in out and "type" not in schema:
         out["type"] = "string"
+    # JSON Schema's exclusive bounds are numbers (pydantic's gt/lt); OpenAPI v3's, which the
+    # API server reads, are a flag on minimum/maximum.
+    for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if not isinstance(out.get(exclusive, True), bool):
+            out[bound] = out[exclusive]
+            out[exclusive] = True
     return out
 
 

@@ -159,7 +159,7 @@ def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
     if runtime.compile:
         values["TORCHSHIP_COMPILE_MODE"] = runtime.compile.mode
         # Compiled kernels on the pod's cache volume: a restarted container finds them there
-        # (and, with model.cache, the next replica: on the claim, below).
+        # (with model.cache, on the claim that every replica mounts, below).
         values["TORCHINDUCTOR_CACHE_DIR"] = f"{CACHE_DIR}/inductor"
         values["TRITON_CACHE_DIR"] = f"{CACHE_DIR}/triton"
         if runtime.compile.ahead_of_time:

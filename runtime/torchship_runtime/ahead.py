@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +24,8 @@ from typing import Any
 
 import torch
 import torch.utils._pytree as pytree
+
+from .loading import cxx_compiler, cxx_name
 
 log = logging.getLogger("torchship.runtime")
 
@@ -63,10 +64,9 @@ def compile_package(
     """Export `module` with a dynamic batch dimension (any number of rows: a request may bring
     more than a batch) and compile it into the package `target`. `example` has two rows: a size
     of 1 would be specialised."""
-    compiler = os.environ.get("CXX", "g++")
-    if shutil.which(compiler) is None and shutil.which("c++") is None:
+    if cxx_compiler() is None:
         raise RuntimeError(
-            f"compiling ahead of time needs a C++ compiler ({compiler}) for the first start, "
+            f"compiling ahead of time needs a C++ compiler ({cxx_name()}) for the first start, "
             "and this image has none: use an image with one (spec.runtime.image) once, with "
             "model.cache so the package is kept, or leave compile off"
         )

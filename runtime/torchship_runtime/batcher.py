@@ -46,16 +46,16 @@ def batch_key(inputs: Batch) -> tuple:
 
 
 def as_error(error: Exception) -> InferenceError:
-    """A forward pass's failure, for the requests it was running: the model's own words. Errors
-    about the values (shapes, dtypes, indices) are the client's (400); running out of memory
-    or anything else is the server's (500)."""
+    """A forward pass's failure, for the requests it was running. Input the runtime refuses is
+    refused before the model runs (names, datatypes, shapes: 400, in `prepare`); whatever the
+    model raises after that is the server's failure (500, the model's own words), as Triton
+    and KServe answer it, so a broken model shows in every 5xx count. A handler refuses an
+    input on purpose by raising `torchship_runtime.errors.InferenceError` (400)."""
     if isinstance(error, InferenceError):
         return error
     if isinstance(error, torch.OutOfMemoryError):
         return ModelFailure(f"the model ran out of memory: {error}")
-    if isinstance(error, RuntimeError | ValueError | TypeError | IndexError | KeyError):
-        return InferenceError(f"the model could not run this input: {error}")
-    return ModelFailure(f"inference failed: {type(error).__name__}: {error}")
+    return ModelFailure(f"the model failed: {type(error).__name__}: {error}")
 
 
 class Batcher:

@@ -177,13 +177,23 @@ def check_compilable(fmt: str) -> None:
         )
 
 
+def cxx_name() -> str:
+    """The C++ compiler Inductor runs: $CXX, else g++ (torch._inductor.config.cpp.cxx); it
+    looks for no other name, c++ included."""
+    return os.environ.get("CXX") or "g++"
+
+
+def cxx_compiler() -> str | None:
+    """The path of the compiler Inductor will run, or None when there is none to run."""
+    return shutil.which(cxx_name())
+
+
 def compile_module(module: Any, mode: str) -> Any:
     """`torch.compile(module, mode=mode)`; compiled lazily, by the warm-up's batches. Inductor
     writes C++ (CPU) or Triton (CUDA) kernels and builds them with the system's compiler."""
-    compiler = os.environ.get("CXX", "g++")
-    if shutil.which(compiler) is None and shutil.which("c++") is None:
+    if cxx_compiler() is None:
         raise RuntimeError(
-            f"compile needs a C++ compiler ({compiler}) in the runtime image, and this image "
+            f"compile needs a C++ compiler ({cxx_name()}) in the runtime image, and this image "
             "has none: use an image with one (spec.runtime.image), or leave compile off"
         )
     return torch.compile(module, mode=mode)

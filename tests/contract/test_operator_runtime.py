@@ -11,6 +11,7 @@ No cluster: the pod is rendered, not run.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,12 @@ import torch
 from hypothesis import HealthCheck, assume, example, find, given, settings
 from hypothesis import strategies as st
 from podenv import container_env, load_as_pod, pvc_file
+from pydantic import ValidationError
 
 from torchship_operator import api, render
+from torchship_operator.analysis import AnalysisPolicy, Counters, Figures, Measurement, judge
 from torchship_operator.crdgen import crd
+from torchship_runtime.metrics import LATENCY_BUCKETS
 
 SCHEMA = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
 CEL = celpy.Environment()
@@ -361,3 +365,20 @@ def test_every_accepted_spec_renders_a_pod_the_runtime_serves(spec, workdir):
         0.05 if parsed.runtime.dtype != "float32" or parsed.runtime.quantize != "none" else 1e-5
     )
     torch.testing.assert_close(got, want.detach(), atol=tolerance, rtol=tolerance)
+
+
+def test_every_latency_limit_the_crd_accepts_can_be_crossed_on_what_the_runtime_measures():
+    """A p99 beyond the runtime's largest finite latency bucket reads as that bound, so
+    maxLatencyP99Ms stays below it: the slowest canary fails any limit the CRD accepts."""
+    largest_ms = max(b for b in LATENCY_BUCKETS if not math.isinf(b)) * 1000
+    bound = at("rollout.analysis.maxLatencyP99Ms")
+    assert (bound["maximum"], bound["exclusiveMaximum"]) == (largest_ms, True)
+    with pytest.raises(ValidationError, match="less than 10000"):
+        api.AnalysisSpec(max_latency_p99_ms=largest_ms)
+    # Every request slower than every finite bucket, as the runtime's histogram counts it.
+    buckets = (*((le, 0.0) for le in LATENCY_BUCKETS), (math.inf, 50.0))
+    canary = Figures.of([Counters(requests=50, buckets=buckets)])
+    assert canary.p99_ms == largest_ms
+    highest = api.AnalysisSpec(max_latency_p99_ms=math.nextafter(largest_ms, 0))
+    verdict = judge(AnalysisPolicy.from_spec(highest), Measurement(0, 30, canary, Figures()))
+    assert verdict.result == "Failed", verdict

@@ -3,7 +3,8 @@ images built from the Dockerfile (hack/localnode.py, hack/build-images.sh).
 
 One such control plane serves the whole session, beside the kwok-only one of the other tests,
 with its own operator. On a machine that cannot run a kubelet (no root, no cgroups) every test
-here skips with that reason; anything else that stops the node is a failure.
+here skips with that reason (a failure where `make setup` could have installed what is missing:
+tests/skips.py); anything else that stops the node is a failure.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from pathlib import Path
 import pytest
 import testenv
 from integration.conftest import RunningOperator, install_crds, start_operator, stop_operator
+from skips import skip_unless_installable
 from workload import RUNTIME_IMAGE
 
 
 @pytest.fixture(scope="session")
 def real_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testenv.ControlPlane]:
     if reason := testenv.real_node_unavailable():
-        pytest.skip(reason)
+        skip_unless_installable(reason)
     plane = testenv.ControlPlane(
         workdir=tmp_path_factory.mktemp("real-node"),
         bin_dir=testenv.build_binaries(),

@@ -12,6 +12,7 @@ import localnode
 import pytest
 import testenv
 from helpers import get_json
+from skips import skip_unless_installable
 
 pytestmark = pytest.mark.cluster
 
@@ -42,7 +43,7 @@ def machine_state() -> dict[str, object]:
 @pytest.fixture
 def bare_plane(tmp_path):
     if reason := testenv.real_node_unavailable():
-        pytest.skip(reason)
+        skip_unless_installable(reason)
     return testenv.ControlPlane(
         workdir=tmp_path / "plane", bin_dir=testenv.build_binaries(), real_node=True
     )

@@ -5,19 +5,21 @@ nothing, with no C++ compiler to be found; both answer as the eager model does."
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import httpx
 import modelfiles
 import pytest
 import torch
+from skips import skip_unless_installable
 
-from torchship_runtime import ahead
+from torchship_runtime import ahead, loading
 
-pytestmark = pytest.mark.skipif(
-    not any(Path(d, "g++").exists() for d in os.environ.get("PATH", "").split(os.pathsep)),
-    reason="the first start compiles C++: no g++ on PATH",
-)
+
+@pytest.fixture(autouse=True)
+def a_compiler() -> None:
+    """The first start compiles C++ with the compiler Inductor runs (the runtime's own rule)."""
+    if loading.cxx_compiler() is None:
+        skip_unless_installable(f"the first start compiles C++: no {loading.cxx_name()} on PATH")
 
 
 def infer(url: str, rows: list[list[float]]) -> list[float]:

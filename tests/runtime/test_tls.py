@@ -4,9 +4,6 @@ gRPC over TLS with a test CA, plain text refused on both ports, and a rotated ce
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import os
 import ssl
 import time
 from pathlib import Path
@@ -16,69 +13,11 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from certs import authority, issue
 from served import WIDTH, mlp, save_torchscript, torchscript_env
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
-
-PEM = serialization.Encoding.PEM
-
-
-def name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def authority(tmp: Path, label: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name(f"test CA {label}"))
-        .issuer_name(name(f"test CA {label}"))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path = tmp / f"ca-{label}.crt"
-    path.write_bytes(cert.public_bytes(PEM))
-    return key, cert, path
-
-
-def issue(ca: tuple, directory: Path) -> None:
-    """A server certificate for 127.0.0.1 and localhost into tls.crt / tls.key, each file
-    replaced in one rename, as the kubelet updates a mounted Secret."""
-    ca_key, ca_cert, _ = ca
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name("torchship test"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    for file, data in (("tls.key", key_pem), ("tls.crt", cert.public_bytes(PEM))):
-        (directory / f".{file}.new").write_bytes(data)
-        os.replace(directory / f".{file}.new", directory / file)
 
 
 def https_ok(url: str, ca: Path) -> bool:

@@ -81,9 +81,10 @@ def test_every_pod_mounts_the_cache_read_only_and_waits_for_it():
         assert env["TORCHSHIP_FETCH_WAIT_SECONDS"] == str(cache_mount.WAIT_SECONDS)
 
 
-def test_with_compile_the_next_replica_finds_the_kernels_an_earlier_one_compiled():
+def test_with_compile_every_replica_mounts_the_claims_kernels_directory():
     """The model stays read-only; only the claim's kernels/ is written, and Inductor's and
-    Triton's caches are there rather than on the pod's own volume."""
+    Triton's caches are there rather than on the pod's own volume. (This is the rendering: a
+    replica loading what another compiled is not shown on a node; docs/cold-starts.md.)"""
     s = api.ModelServiceSpec.model_validate(
         {
             "model": {
@@ -113,7 +114,7 @@ def test_with_compile_the_next_replica_finds_the_kernels_an_earlier_one_compiled
     env = {e["name"]: e.get("value") for e in runtime["env"]}
     assert env["TORCHINDUCTOR_CACHE_DIR"] == f"{cache_mount.KERNELS_MOUNT}/inductor"
     assert env["TRITON_CACHE_DIR"] == f"{cache_mount.KERNELS_MOUNT}/triton"
-    # Without the cache, the pod's own volume: a restart finds them, the next replica not.
+    # Without the cache, the pod's own volume: a restart finds them, another replica cannot.
     alone = api.ModelServiceSpec.model_validate(
         {
             "model": {**SOURCE, "format": "state-dict", "entrypoint": "m:build"},

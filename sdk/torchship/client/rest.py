@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -187,7 +188,7 @@ class _Calls(abc.ABC):
         timeout: float = 30.0,
         retry: Retry | None = None,
         headers: Mapping[str, str] | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self.url = url.rstrip("/")
         self.retry = retry or Retry()

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..client import InferenceClient, InferenceError, ServerUnavailable
 from ..kube import KubeError, ModelService, ModelServices, NotFound, NothingToDo, NotReady
-from . import inputs, show
+from . import inputs, show, trust
 from .portforward import PortForwardError, forwarded
 
 FIELD_MANAGER = "kubectl-torchship"
@@ -89,6 +89,13 @@ def parser() -> argparse.ArgumentParser:
     )
     infer.add_argument("--select", action="append", metavar="OUTPUT", help="outputs to return")
     infer.add_argument("--url", help="the model server's URL (default: kubectl port-forward)")
+    infer.add_argument(
+        "--ca",
+        type=Path,
+        metavar="FILE",
+        help="CA certificate (PEM) for a ModelService with spec.tls (default: the TLS Secret's "
+        "ca.crt when readable, else the system's)",
+    )
     infer.add_argument("--token", help="bearer token (default: $TORCHSHIP_TOKEN, or the Secret)")
     infer.add_argument("--timeout", type=float, default=30, help="request timeout, seconds")
     infer.add_argument("--save-dir", type=Path, help="also write each output to DIR/NAME.npy")
@@ -221,16 +228,17 @@ def infer(services: ModelServices, opts: Options, args: argparse.Namespace) -> i
     ms = services.get(args.name)
     model = ms.spec.model.name or args.name
     token = args.token or os.environ.get("TORCHSHIP_TOKEN") or secret_token(services, ms)
+    verify = trust.verification(services, ms, args.ca, forwarded=not args.url)
     with (
         endpoint(services, opts, args, ms) as url,
-        InferenceClient(url, token=token, timeout=args.timeout) as client,
+        InferenceClient(url, token=token, timeout=args.timeout, verify=verify) as client,
     ):
         declared = declared_inputs(client, model)
         arrays = inputs.parse(args.input, declared)
         try:
             result = client.infer(model, arrays, outputs=args.select)
         except ServerUnavailable as error:
-            raise InferenceError(f"{model} at {url}: {error.message}") from error
+            raise InferenceError(f"{model} at {url}: {trust.hint(error.message)}") from error
     if args.save_dir:
         args.save_dir.mkdir(parents=True, exist_ok=True)
         for name, array in result.outputs.items():
@@ -243,12 +251,18 @@ def infer(services: ModelServices, opts: Options, args: argparse.Namespace) -> i
 def endpoint(
     services: ModelServices, opts: Options, args: argparse.Namespace, ms: ModelService
 ) -> Iterator[str]:
-    """--url as given, else a port-forward to the ModelService's Service for this request."""
+    """--url as given, else a port-forward to the ModelService's Service for this request
+    (https when the ModelService serves TLS)."""
     if args.url:
         yield args.url
         return
     with forwarded(
-        ms.name, ms.spec.service.port, services.namespace, opts.context, opts.kubeconfig
+        ms.name,
+        ms.spec.service.port,
+        services.namespace,
+        opts.context,
+        opts.kubeconfig,
+        scheme="https" if ms.spec.tls else "http",
     ) as url:
         yield url
 

@@ -40,8 +40,9 @@ def forwarded(
     context: str | None = None,
     kubeconfig: str | None = None,
     timeout: float = 30,
+    scheme: str = "http",
 ) -> Iterator[str]:
-    """Yields `http://127.0.0.1:<local port>` once kubectl says it is forwarding."""
+    """Yields `<scheme>://127.0.0.1:<local port>` once kubectl says it is forwarding."""
     process = subprocess.Popen(
         command(service, port, namespace, context, kubeconfig),
         stdout=subprocess.PIPE,
@@ -65,7 +66,7 @@ def forwarded(
             _, err = process.communicate(timeout=10)
             why = (err or "").strip() or f"no forwarding within {timeout:g}s"
             raise PortForwardError(f"kubectl port-forward service/{service}: {why}")
-        yield f"http://127.0.0.1:{found[0]}"
+        yield f"{scheme}://127.0.0.1:{found[0]}"
     finally:
         if process.poll() is None:
             process.terminate()

@@ -4,11 +4,12 @@ that speaks `POST /v1/chat/completions` (or `/v1/completions`) with `stream: tru
 
 A round is closed-loop: `concurrency` clients each send their next request as soon as the last
 one has finished, until the round's requests are all sent or its deadline has passed (no request
-starts after it; each one is bounded by its own timeout). Per request it records the time to the
-first content chunk (TTFT), the gaps between content chunks (inter-token latency: every server
-here streams one token per chunk) and the completion tokens (the server's `usage` when it sends
-one, the count of content chunks when it does not); per round the output tokens/s (all completed
-tokens over the round's wall time) and the percentiles. Loopback only.
+starts after it). It is cut at its limit: requests still streaming then are cancelled and what
+they had streamed counts, marked as cut, so that a slow server bounds the run too. Per request
+it records the time to the first content chunk (TTFT), the gaps between content chunks
+(inter-token latency: the servers here stream one token per chunk) and the completion tokens
+(the server's `usage` when it sends one, else the count of content chunks); per round the output
+tokens/s (all tokens streamed over the round's wall time) and the percentiles. Loopback only.
 
     .venv/bin/python bench/llm_load.py --url http://127.0.0.1:8000 --model NAME \\
         --tokenizer MODEL_DIR/tokenizer.json --concurrency 1 16 64
@@ -49,6 +50,7 @@ class Sample:
     chunks: int = 0
     wanted: int = 0
     error: str | None = None
+    cut: bool = False  # cancelled at the round's limit while streaming
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Summary:
     requests: int
     errors: int
     short: int  # completed with fewer tokens than asked: EOS or a stop was not ignored
+    cut: int  # still streaming at the round's limit: their tokens so far count
     output_tokens: int
     chunks: int
     wall_s: float
@@ -82,14 +85,15 @@ def percentile(values: Sequence[float], q: float) -> float:
 def summarize(samples: Sequence[Sample], concurrency: int, wall_s: float) -> Summary:
     done = [s for s in samples if s.error is None]
     failed = [s for s in samples if s.error is not None]
-    ttfts = [s.ttft for s in done]
+    ttfts = [s.ttft for s in done if not math.isnan(s.ttft)]
     gaps = [gap for s in done for gap in s.gaps]
     tokens = sum(s.tokens for s in done)
     return Summary(
         concurrency=concurrency,
         requests=len(done),
         errors=len(failed),
-        short=sum(1 for s in done if s.tokens < s.wanted),
+        short=sum(1 for s in done if s.tokens < s.wanted and not s.cut),
+        cut=sum(1 for s in done if s.cut),
         output_tokens=tokens,
         chunks=sum(s.chunks for s in done),
         wall_s=round(wall_s, 3),
@@ -157,18 +161,18 @@ def content(chunk: dict[str, Any]) -> str:
 
 
 async def stream_one(
-    client: httpx.AsyncClient, path: str, payload: dict[str, Any], limit_s: float
-) -> Sample:
-    sample = Sample(wanted=payload["max_tokens"])
+    client: httpx.AsyncClient, path: str, payload: dict[str, Any], sample: Sample
+) -> None:
+    """Streams one request into `sample`, which holds what came so far if it is cancelled."""
     usage_tokens = None
     sent = time.perf_counter()
     last = sent
     try:
-        async with client.stream("POST", path, json=payload, timeout=limit_s) as response:
+        async with client.stream("POST", path, json=payload) as response:
             if response.status_code != 200:
                 detail = (await response.aread())[:300].decode(errors="replace")
                 sample.error = f"HTTP {response.status_code}: {detail}"
-                return sample
+                return
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
                     continue
@@ -189,11 +193,13 @@ async def stream_one(
                 sample.chunks += 1
     except (httpx.HTTPError, json.JSONDecodeError) as error:
         sample.error = f"{type(error).__name__}: {error}"
-        return sample
+        return
+    except asyncio.CancelledError:
+        sample.cut, sample.tokens = True, sample.chunks
+        raise
     sample.tokens = usage_tokens if usage_tokens is not None else sample.chunks
     if sample.chunks == 0:
         sample.error = "no content streamed"
-    return sample
 
 
 async def run_round(
@@ -204,15 +210,19 @@ async def run_round(
     *,
     endpoint: str = "chat",
     extra: dict[str, Any] | None = None,
-    deadline_s: float = 300.0,
-    request_timeout_s: float = 600.0,
+    deadline_s: float = 60.0,
+    limit_s: float = 180.0,
 ) -> Summary:
-    """Sends `requests` with `concurrency` in flight; none starts after `deadline_s`."""
+    """Sends `requests` with `concurrency` in flight; none starts after `deadline_s`, and those
+    still streaming at `limit_s` are cut."""
     path = "/v1/chat/completions" if endpoint == "chat" else "/v1/completions"
     pending = iter(requests)
     samples: list[Sample] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, trust_env=False) as client:
+    timeout = httpx.Timeout(limit_s)
+    async with httpx.AsyncClient(
+        base_url=url, limits=limits, timeout=timeout, trust_env=False
+    ) as client:
         start = time.perf_counter()
         stop_at = start + deadline_s
 
@@ -220,11 +230,16 @@ async def run_round(
             for request in pending:
                 if time.perf_counter() > stop_at:
                     return
-                payload = body(request, model, endpoint, extra)
-                samples.append(await stream_one(client, path, payload, request_timeout_s))
+                sample = Sample(wanted=request.max_tokens)
+                samples.append(sample)
+                await stream_one(client, path, body(request, model, endpoint, extra), sample)
 
-        await asyncio.gather(*(user() for _ in range(concurrency)))
-        wall = time.perf_counter() - start
+        users = [asyncio.ensure_future(user()) for _ in range(concurrency)]
+        await asyncio.wait(users, timeout=limit_s)
+        for task in users:
+            task.cancel()
+        await asyncio.gather(*users, return_exceptions=True)
+        wall = min(time.perf_counter() - start, limit_s)
     return summarize(samples, concurrency, wall)
 
 
@@ -237,7 +252,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=0, help="per round (0: 2x concurrency)")
     parser.add_argument("--endpoint", choices=["chat", "completions"], default="chat")
     parser.add_argument("--extra", default="{}", help="JSON merged into every request body")
-    parser.add_argument("--deadline", type=float, default=300.0, help="seconds per round")
+    parser.add_argument("--deadline", type=float, default=60.0, help="no request starts after")
+    parser.add_argument("--limit", type=float, default=180.0, help="seconds: streams cut then")
     args = parser.parse_args()
     host = httpx.URL(args.url).host
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -254,6 +270,7 @@ def main() -> None:
                 endpoint=args.endpoint,
                 extra=json.loads(args.extra),
                 deadline_s=args.deadline,
+                limit_s=args.limit,
             )
         )
         print(json.dumps(asdict(summary)))

@@ -29,6 +29,17 @@ def test_summary_counts_completed_tokens_and_pools_gaps_of_completed_requests():
     assert summary.ttft_p99_ms == pytest.approx(29.8)
     assert summary.itl_p50_ms == 4.0
     assert summary.first_error == "HTTP 503: busy"
+    assert summary.cut == 0
+
+
+def test_cut_streams_count_what_they_streamed_and_are_not_short():
+    samples = [
+        Sample(ttft=0.010, gaps=[0.002], tokens=2, chunks=2, wanted=64, cut=True),
+        Sample(tokens=0, chunks=0, wanted=64, cut=True),  # still queued at the limit
+    ]
+    summary = summarize(samples, concurrency=2, wall_s=1.0)
+    assert (summary.requests, summary.cut, summary.short) == (2, 2, 0)
+    assert summary.output_tokens == 2 and summary.ttft_p50_ms == 10.0
 
 
 def test_body_is_greedy_streamed_with_usage_and_takes_server_extras():

@@ -7,9 +7,12 @@ one has finished, until the round's requests are all sent or its deadline has pa
 starts after it). It is cut at its limit: requests still streaming then are cancelled and what
 they had streamed counts, marked as cut, so that a slow server bounds the run too. Per request
 it records the time to the first content chunk (TTFT), the gaps between content chunks
-(inter-token latency: the servers here stream one token per chunk) and the completion tokens
-(the server's `usage` when it sends one, else the count of content chunks); per round the output
-tokens/s (all tokens streamed over the round's wall time) and the percentiles. Loopback only.
+(inter-token latency, ITL: what a reader sees; a server that falls behind may send several
+tokens in one chunk, as vLLM does under load), the time per output token after the first
+(TPOT: (last chunk - first chunk) / (tokens - 1), GuideLLM's and vLLM's per-request figure) and
+the completion tokens (the server's `usage` when it sends one, else the count of content
+chunks); per round the output tokens/s (all tokens streamed over the round's wall time) and the
+percentiles. Loopback only.
 
     .venv/bin/python bench/llm_load.py --url http://127.0.0.1:8000 --model NAME \\
         --tokenizer MODEL_DIR/tokenizer.json --concurrency 1 16 64
@@ -45,6 +48,7 @@ class Sample:
     """One streamed request as the client saw it (seconds, from the request's send)."""
 
     ttft: float = math.nan
+    last: float = math.nan  # the last content chunk
     gaps: list[float] = field(default_factory=list)
     tokens: int = 0
     chunks: int = 0
@@ -68,6 +72,8 @@ class Summary:
     ttft_p99_ms: float
     itl_p50_ms: float
     itl_p99_ms: float
+    tpot_p50_ms: float
+    tpot_p99_ms: float
     first_error: str | None
 
 
@@ -87,6 +93,7 @@ def summarize(samples: Sequence[Sample], concurrency: int, wall_s: float) -> Sum
     failed = [s for s in samples if s.error is not None]
     ttfts = [s.ttft for s in done if not math.isnan(s.ttft)]
     gaps = [gap for s in done for gap in s.gaps]
+    tpots = [(s.last - s.ttft) / (s.tokens - 1) for s in done if s.tokens > 1 and s.gaps]
     tokens = sum(s.tokens for s in done)
     return Summary(
         concurrency=concurrency,
@@ -102,6 +109,8 @@ def summarize(samples: Sequence[Sample], concurrency: int, wall_s: float) -> Sum
         ttft_p99_ms=round(percentile(ttfts, 99) * 1e3, 1),
         itl_p50_ms=round(percentile(gaps, 50) * 1e3, 1),
         itl_p99_ms=round(percentile(gaps, 99) * 1e3, 1),
+        tpot_p50_ms=round(percentile(tpots, 50) * 1e3, 1),
+        tpot_p99_ms=round(percentile(tpots, 99) * 1e3, 1),
         first_error=failed[0].error if failed else None,
     )
 
@@ -190,6 +199,7 @@ async def stream_one(
                 else:
                     sample.gaps.append(now - last)
                 last = now
+                sample.last = now - sent
                 sample.chunks += 1
     except (httpx.HTTPError, json.JSONDecodeError) as error:
         sample.error = f"{type(error).__name__}: {error}"

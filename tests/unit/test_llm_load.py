@@ -17,8 +17,8 @@ def test_percentile_interpolates_between_ranks():
 
 def test_summary_counts_completed_tokens_and_pools_gaps_of_completed_requests():
     samples = [
-        Sample(ttft=0.010, gaps=[0.002, 0.004], tokens=3, chunks=3, wanted=3),
-        Sample(ttft=0.030, gaps=[0.006], tokens=2, chunks=2, wanted=4),
+        Sample(ttft=0.010, last=0.016, gaps=[0.002, 0.004], tokens=3, chunks=3, wanted=3),
+        Sample(ttft=0.030, last=0.036, gaps=[0.006], tokens=2, chunks=2, wanted=4),
         Sample(error="HTTP 503: busy", wanted=8, gaps=[9.0], ttft=9.0),
     ]
     summary = summarize(samples, concurrency=2, wall_s=0.5)
@@ -28,6 +28,7 @@ def test_summary_counts_completed_tokens_and_pools_gaps_of_completed_requests():
     assert summary.ttft_p50_ms == 20.0
     assert summary.ttft_p99_ms == pytest.approx(29.8)
     assert summary.itl_p50_ms == 4.0
+    assert (summary.tpot_p50_ms, summary.tpot_p99_ms) == (4.5, 6.0)
     assert summary.first_error == "HTTP 503: busy"
     assert summary.cut == 0
 

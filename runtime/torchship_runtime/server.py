@@ -31,6 +31,23 @@ V1_MODEL = "/v1/models/(?P<name>[^/:]+)"
 V2_MODEL = "/v2/models/{name}(?:/versions/(?P<version>[^/]+))?"
 
 
+def generation_routes(plane: DataPlane) -> list[Route]:
+    """The transformers format's APIs: OpenAI's and the OIP generate extension."""
+    from .generate_v2 import GenerateV2
+    from .openai.serving import OpenAIServing
+
+    generate = GenerateV2(plane, plane.settings.max_body_bytes)
+    openai = OpenAIServing(plane, plane.settings.max_body_bytes)
+    return [
+        Route(f"{V2_MODEL}/generate", POST, generate.generate),
+        Route(f"{V2_MODEL}/generate_stream", POST, generate.generate_stream),
+        Route("/v1/chat/completions", POST, openai.chat),
+        Route("/v1/completions", POST, openai.completions),
+        Route("/v1/embeddings", POST, openai.embeddings),
+        Route("/v1/models", GET, openai.models),
+    ]
+
+
 class App:
     def __init__(self, plane: DataPlane) -> None:
         settings = plane.settings
@@ -51,6 +68,8 @@ class App:
                 Route("/v2/health/ready", GET, self.ready, auth=False),
                 Route("/v2/health/started", GET, self.started, auth=False),
                 Route("/metrics", GET, self.metrics, auth=False),
+                # Last: OpenAI's GET /v1/models takes the path over from KServe v1's list.
+                *(generation_routes(plane) if settings.model_format == "transformers" else []),
             ]
         )
 

@@ -37,13 +37,16 @@ class ModelRunner:
         dtype: torch.dtype,
         cache_bytes: int,
         block_size: int,
+        context: int = 0,
     ) -> None:
+        """`context`: the longest sequence served (0: the model's own)."""
         import transformers
 
         config = transformers.AutoConfig.from_pretrained(
             path, local_files_only=True, trust_remote_code=False
         )
         self.geometry = shape = Geometry(config)
+        shape.context = min(context, shape.context) if context else shape.context
         per_block = PagedKVCache.bytes_per_block(
             shape.layers, block_size, shape.kv_heads, shape.head_dim, dtype
         )

@@ -103,12 +103,12 @@ class Scheduler:
             else:
                 prefills.append(chunk(sequence, start, count, size, device))
         plan = StepPlan(
-            tokens=torch.tensor(tokens, device=device),
+            tokens=torch.tensor(tokens, dtype=torch.long, device=device),
             positions=torch.tensor([positions], device=device),
-            slots=torch.tensor(slots, device=device),
+            slots=torch.tensor(slots, dtype=torch.long, device=device),
             decodes=len(decodes),
             prefills=prefills,
-            sample_rows=torch.tensor(sampled, device=device),
+            sample_rows=torch.tensor(sampled, dtype=torch.long, device=device),
         )
         if decodes:
             plan.decode_tables, plan.decode_mask = decode_tables(decodes, size, device)

@@ -1,6 +1,6 @@
 """The generation requests of the event loop, whatever their wire protocol: the served model
-looked up and admitted (not while draining, not past the engine's queue bound), a prompt
-checked against the context, and its Deltas as an async stream that a disconnect cancels."""
+looked up, a prompt checked against the context, and its Deltas as an async stream that a
+disconnect cancels. Admission is bounded by the engine's waiting queue (429 past it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from ..errors import InferenceError, Unavailable
+from ..errors import InferenceError
 from .engine import QueueFull
 from .model import TextGenerator, TransformersModel
 from .sampling import SamplingParams
@@ -67,12 +67,10 @@ class TextService:
         self.plane = plane
 
     def model(self, name: str, version: str | None = None) -> TransformersModel:
-        """The served model, admitting a new request: 404 for another name, 503 while
-        loading or draining."""
-        model = self.plane.get_model(name, version)
-        if self.plane.draining:
-            raise Unavailable("the server is shutting down: retry elsewhere")
-        return model
+        """The served model: 404 for another name, 503 while loading. While draining, requests
+        are still admitted (the endpoints lag the SIGTERM), as every protocol's are, until the
+        listener closes; running streams finish within the shutdown timeout."""
+        return self.plane.get_model(name, version)
 
     def generator(self, name: str, version: str | None = None) -> TextGenerator:
         model = self.model(name, version)

@@ -129,7 +129,9 @@ def test_seeded_sampling_is_reproducible_beside_other_requests(server, architect
     assert first[0] != other[0]  # another seed, other tokens (20 of them: never all equal)
     top_k = asyncio.run(complete(client(server), "The runtime", False, seed=3, top_k=1, **options))
     greedy = asyncio.run(
-        complete(client(server), "The runtime", False, max_tokens=20, temperature=0, ignore_eos=True)
+        complete(
+            client(server), "The runtime", False, max_tokens=20, temperature=0, ignore_eos=True
+        )
     )
     assert top_k[0] == greedy[0]  # top_k 1 leaves one choice
 
@@ -154,7 +156,7 @@ def test_max_tokens_and_usage_count_the_tokenizers_tokens(server, model_dir, arc
     if architecture != "llama":
         pytest.skip("token counting does not depend on the architecture")
     prompt = prompts(3)[2]
-    text, finish, usage = asyncio.run(
+    _, finish, usage = asyncio.run(
         complete(client(server), prompt, True, max_tokens=7, temperature=0.5, ignore_eos=True)
     )
     assert finish == "length"
@@ -181,8 +183,6 @@ def test_the_oip_generate_extension(server, model_dir, architecture):
         "POST", f"{server.url}/v2/models/tiny/generate_stream", json=body, headers=headers
     ) as streamed:
         events = [line for line in streamed.iter_lines() if line.startswith("data: ")]
-    import json
-
     docs = [json.loads(e.removeprefix("data: ")) for e in events]
     assert "".join(d["text_output"] for d in docs) == expected
     assert docs[-1]["details"]["completion_tokens"] <= 9

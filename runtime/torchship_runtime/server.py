@@ -90,7 +90,9 @@ class App:
             await self.error(send, 500, f"internal error: {type(error).__name__}: {error}", error)
 
     async def live(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await respond_empty(send, 200 if self.plane.live() else 503, self.plane.draining)
+        # A generation engine whose thread died is not live either (the kubelet restarts it).
+        live = self.plane.live() and getattr(self.plane.model, "healthy", True)
+        await respond_empty(send, 200 if live else 503, self.plane.draining)
 
     async def started(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The startup probe: the model is loaded (warm-up may follow)."""

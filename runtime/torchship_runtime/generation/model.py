@@ -125,6 +125,11 @@ class TransformersModel(Model):
     def predict(self, inputs: dict[str, Any]) -> dict[str, Any]:
         raise InferenceError(f"model {self.name} does not take tensors")
 
+    @property
+    def healthy(self) -> bool:
+        """False once the engine's thread has failed (liveness turns 503)."""
+        return self.generator is None or self.generator.engine.healthy
+
     def close(self) -> None:
         if self.generator is not None:
             self.generator.engine.stop()

@@ -30,6 +30,8 @@ class Stream:
         self.queue: asyncio.Queue[Delta] = asyncio.Queue()
         self.prompt_tokens = len(ids)
         self.finish_reason: str | None = None
+        if not self.engine.healthy:
+            raise InferenceError("the generation engine has failed (liveness says so)", 503)
         try:
             self.sequence: Sequence = self.engine.submit(
                 ids, params, self.queue, asyncio.get_running_loop()

@@ -15,27 +15,51 @@ import pytest
 from llmserved import TOKEN, decode, encode, generate, metric, prompts, reference, serve
 
 
+def start(tmp_path_factory, model_dir):
+    workdir = tmp_path_factory.mktemp("server")
+    (workdir / "token").write_text(TOKEN)
+    # A small prefill chunk: the longer prompts take several steps beside running streams.
+    return serve(
+        workdir,
+        model_dir,
+        TORCHSHIP_AUTH_TOKEN_FILE=str(workdir / "token"),
+        TORCHSHIP_PREFILL_CHUNK_TOKENS="32",
+    )
+
+
+# What does not depend on the architecture (sampling, the wire, validation, cancellation,
+# metrics) runs once, on Llama; the Llama server also serves Llama's turn of the rest.
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    return llmfiles.build(tmp_path_factory.mktemp("llama"), "llama")
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory, llama_dir):
+    running = start(tmp_path_factory, llama_dir)
+    yield running
+    running.stop()
+
+
+# Equality with generate() runs on every architecture.
 @pytest.fixture(scope="module", params=["llama", "gpt2", "qwen2"])
 def architecture(request):
     return request.param
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, architecture):
+def model_dir(request, tmp_path_factory, architecture):
+    if architecture == "llama":
+        return request.getfixturevalue("llama_dir")
     return llmfiles.build(tmp_path_factory.mktemp(architecture), architecture)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, model_dir):
-    workdir = tmp_path_factory.mktemp("server")
-    (workdir / "token").write_text(TOKEN)
-    # A small prefill chunk: the longer prompts take several steps beside running streams.
-    running = serve(
-        workdir,
-        model_dir,
-        TORCHSHIP_AUTH_TOKEN_FILE=str(workdir / "token"),
-        TORCHSHIP_PREFILL_CHUNK_TOKENS="32",
-    )
+def server(request, tmp_path_factory, architecture, model_dir):
+    if architecture == "llama":
+        yield request.getfixturevalue("llama_server")
+        return
+    running = start(tmp_path_factory, model_dir)
     yield running
     running.stop()
 
@@ -111,10 +135,8 @@ def test_chat_through_the_template_equals_generate(server, model_dir):
     assert text == answer.choices[0].message.content
 
 
-def test_seeded_sampling_is_reproducible_beside_other_requests(server, architecture):
-    if architecture != "llama":
-        pytest.skip("sampling does not depend on the architecture")
-    api = client(server)
+def test_seeded_sampling_is_reproducible_beside_other_requests(llama_server):
+    api = client(llama_server)
     options = {"max_tokens": 20, "temperature": 0.9, "top_p": 0.9, "ignore_eos": True}
 
     async def run():
@@ -124,74 +146,77 @@ def test_seeded_sampling_is_reproducible_beside_other_requests(server, architect
         return await asyncio.gather(*seeded, other, *noise)
 
     first, streamed, other, *_ = asyncio.run(run())
-    again = asyncio.run(complete(client(server), "The runtime", False, seed=7, **options))
+    again = asyncio.run(complete(client(llama_server), "The runtime", False, seed=7, **options))
     assert first[0] == streamed[0] == again[0]
     assert first[0] != other[0]  # another seed, other tokens (20 of them: never all equal)
-    top_k = asyncio.run(complete(client(server), "The runtime", False, seed=3, top_k=1, **options))
+    top_k = asyncio.run(
+        complete(client(llama_server), "The runtime", False, seed=3, top_k=1, **options)
+    )
     greedy = asyncio.run(
         complete(
-            client(server), "The runtime", False, max_tokens=20, temperature=0, ignore_eos=True
+            client(llama_server),
+            "The runtime",
+            False,
+            max_tokens=20,
+            temperature=0,
+            ignore_eos=True,
         )
     )
     assert top_k[0] == greedy[0]  # top_k 1 leaves one choice
 
 
-def test_stop_strings_end_the_text_before_the_stop(server, architecture):
-    if architecture != "llama":
-        pytest.skip("stop strings do not depend on the architecture")
-    api = client(server)
+def test_stop_strings_end_the_text_before_the_stop(llama_server):
+    api = client(llama_server)
     options = {"max_tokens": 40, "temperature": 0, "ignore_eos": True}
     full, _, _ = asyncio.run(complete(api, "The operator", False, **options))
     stop = full[15:18]
     before = full[: full.index(stop)]
     for stream in (False, True):
         text, finish, usage = asyncio.run(
-            complete(client(server), "The operator", stream, stop=[stop, "\x00never"], **options)
+            complete(
+                client(llama_server), "The operator", stream, stop=[stop, "\x00never"], **options
+            )
         )
         assert (text, finish) == (before, "stop")
         assert usage["completion_tokens"] < 40
 
 
-def test_max_tokens_and_usage_count_the_tokenizers_tokens(server, model_dir, architecture):
-    if architecture != "llama":
-        pytest.skip("token counting does not depend on the architecture")
+def test_max_tokens_and_usage_count_the_tokenizers_tokens(llama_server, llama_dir):
     prompt = prompts(3)[2]
     _, finish, usage = asyncio.run(
-        complete(client(server), prompt, True, max_tokens=7, temperature=0.5, ignore_eos=True)
+        complete(client(llama_server), prompt, True, max_tokens=7, temperature=0.5, ignore_eos=True)
     )
     assert finish == "length"
     assert usage == {
-        "prompt_tokens": len(encode(model_dir, prompt)),
+        "prompt_tokens": len(encode(llama_dir, prompt)),
         "completion_tokens": 7,
-        "total_tokens": len(encode(model_dir, prompt)) + 7,
+        "total_tokens": len(encode(llama_dir, prompt)) + 7,
         "completion_tokens_details": None,
         "prompt_tokens_details": None,
     }
 
 
-def test_the_oip_generate_extension(server, model_dir, architecture):
-    if architecture != "llama":
-        pytest.skip("the wire does not depend on the architecture")
+def test_the_oip_generate_extension(llama_server, llama_dir):
     headers = {"authorization": f"Bearer {TOKEN}"}
     body = {"text_input": "The runtime", "parameters": {"max_tokens": 9, "temperature": 0}}
-    expected = decode(model_dir, generate(model_dir, encode(model_dir, "The runtime"), 9))
-    answer = httpx.post(f"{server.url}/v2/models/tiny/generate", json=body, headers=headers)
+    expected = decode(llama_dir, generate(llama_dir, encode(llama_dir, "The runtime"), 9))
+    answer = httpx.post(f"{llama_server.url}/v2/models/tiny/generate", json=body, headers=headers)
     assert answer.status_code == 200, answer.text
     assert answer.json()["text_output"] == expected
     assert answer.json()["details"]["finish_reason"] in ("length", "stop")
     with httpx.stream(
-        "POST", f"{server.url}/v2/models/tiny/generate_stream", json=body, headers=headers
+        "POST", f"{llama_server.url}/v2/models/tiny/generate_stream", json=body, headers=headers
     ) as streamed:
         events = [line for line in streamed.iter_lines() if line.startswith("data: ")]
     docs = [json.loads(e.removeprefix("data: ")) for e in events]
     assert "".join(d["text_output"] for d in docs) == expected
     assert docs[-1]["details"]["completion_tokens"] <= 9
-    metadata = httpx.get(f"{server.url}/v2/models/tiny", headers=headers).json()
+    metadata = httpx.get(f"{llama_server.url}/v2/models/tiny", headers=headers).json()
     assert metadata["platform"] == "transformers_text_generation"
     assert metadata["inputs"][0]["name"] == "text_input"
     tensor = {"name": "text_input", "datatype": "BYTES", "shape": [1], "data": ["x"]}
     infer = httpx.post(
-        f"{server.url}/v2/models/tiny/infer", json={"inputs": [tensor]}, headers=headers
+        f"{llama_server.url}/v2/models/tiny/infer", json={"inputs": [tensor]}, headers=headers
     )
     assert infer.status_code == 400 and "generate" in infer.json()["error"]
 
@@ -212,10 +237,8 @@ HOSTILE = [
 ]
 
 
-def test_hostile_bodies_get_4xx_with_a_message_and_serving_goes_on(server, architecture):
-    if architecture != "llama":
-        pytest.skip("validation does not depend on the architecture")
-    url, headers = server.url, {"authorization": f"Bearer {TOKEN}"}
+def test_hostile_bodies_get_4xx_with_a_message_and_serving_goes_on(llama_server):
+    url, headers = llama_server.url, {"authorization": f"Bearer {TOKEN}"}
     for body, words in HOSTILE:
         answer = httpx.post(f"{url}/v1/completions", json=body, headers=headers)
         assert 400 <= answer.status_code < 500, (body, answer.text)
@@ -246,33 +269,29 @@ def test_hostile_bodies_get_4xx_with_a_message_and_serving_goes_on(server, archi
     assert good.status_code == 200 and good.json()["usage"]["completion_tokens"] >= 1
 
 
-def test_a_disconnect_cancels_the_sequence_and_frees_its_blocks(server, architecture):
-    if architecture != "llama":
-        pytest.skip("cancellation does not depend on the architecture")
+def test_a_disconnect_cancels_the_sequence_and_frees_its_blocks(llama_server):
     body = {"model": "tiny", "prompt": prompts(4)[3], "max_tokens": 400, "ignore_eos": True}
     headers = {"authorization": f"Bearer {TOKEN}"}
     with httpx.stream(
-        "POST", f"{server.url}/v1/completions", json=body | {"stream": True}, headers=headers
+        "POST", f"{llama_server.url}/v1/completions", json=body | {"stream": True}, headers=headers
     ) as streamed:
         lines = streamed.iter_lines()
         assert next(lines).startswith("data: ")
-        assert metric(server.url, "torchship_kv_cache_usage_perc") > 0
-        assert metric(server.url, "torchship_num_requests_running") == 1
+        assert metric(llama_server.url, "torchship_kv_cache_usage_perc") > 0
+        assert metric(llama_server.url, "torchship_num_requests_running") == 1
     # The client is gone: within a step or two the sequence and its blocks are.
     for _ in range(100):
-        if metric(server.url, "torchship_kv_cache_usage_perc") == 0:
+        if metric(llama_server.url, "torchship_kv_cache_usage_perc") == 0:
             break
         asyncio.run(asyncio.sleep(0.02))
-    assert metric(server.url, "torchship_kv_cache_usage_perc") == 0
-    assert metric(server.url, "torchship_num_requests_running") == 0
-    assert metric(server.url, "torchship_request_success_total", finished_reason="abort") >= 1
+    assert metric(llama_server.url, "torchship_kv_cache_usage_perc") == 0
+    assert metric(llama_server.url, "torchship_num_requests_running") == 0
+    assert metric(llama_server.url, "torchship_request_success_total", finished_reason="abort") >= 1
 
 
-def test_metrics_of_generation(server, architecture):
-    if architecture != "llama":
-        pytest.skip("metrics do not depend on the architecture")
-    asyncio.run(complete(client(server), "metrics", False, max_tokens=5, ignore_eos=True))
-    url = server.url
+def test_metrics_of_generation(llama_server):
+    asyncio.run(complete(client(llama_server), "metrics", False, max_tokens=5, ignore_eos=True))
+    url = llama_server.url
     assert metric(url, "torchship_time_to_first_token_seconds_count") >= 1
     assert metric(url, "torchship_inter_token_latency_seconds_count") >= 4
     assert metric(url, "torchship_e2e_request_latency_seconds_count") >= 1
@@ -282,14 +301,12 @@ def test_metrics_of_generation(server, architecture):
     assert metric(url, "torchship_num_requests_waiting") == 0
 
 
-def test_random_prompts_never_break_the_engine(server, architecture):
+def test_random_prompts_never_break_the_engine(llama_server):
     """Odd sizes, token-id prompts and sampling settings at once: every answer is well formed."""
-    if architecture != "llama":
-        pytest.skip("does not depend on the architecture")
     rng = random.Random(3)
 
     async def run():
-        api = client(server)
+        api = client(llama_server)
         jobs = []
         for _ in range(12):
             prompt = [rng.randrange(3, 500) for _ in range(rng.randrange(1, 120))]

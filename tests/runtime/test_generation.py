@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 
 import httpx
 import llmfiles
@@ -317,3 +318,58 @@ def test_random_prompts_never_break_the_engine(llama_server):
     for answer in asyncio.run(run()):
         assert answer.choices[0].finish_reason in ("stop", "length")
         assert 1 <= answer.usage.completion_tokens <= 30
+
+
+def openai_error(answer: httpx.Response, status: int, kind: str) -> dict:
+    """The body of an error under /v1: OpenAI's error object, no other shape."""
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}, error
+    assert (error["type"], error["code"]) == (kind, status) and error["message"]
+    return error
+
+
+def test_every_error_under_v1_is_openais_error_object(llama_server):
+    """Errors raised before any OpenAI handler runs (the bearer token, the route table's 404
+    and 405) answer OpenAI's error object too, as the openai client expects."""
+    url, headers = llama_server.url, {"authorization": f"Bearer {TOKEN}"}
+    wrong = openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as refused:
+        wrong.models.list()
+    assert refused.value.body["type"] == "authentication_error"
+    assert "bearer token" in refused.value.message
+    api = openai.OpenAI(base_url=f"{url}/v1", api_key=TOKEN, max_retries=0)
+    with pytest.raises(openai.NotFoundError) as missing:
+        api.get("/no/such/route", cast_to=object)
+    assert "no route for GET /v1/no/such/route" in missing.value.message
+    missing = httpx.post(f"{url}/v1/completions", json={"model": "tiny", "prompt": "x"})
+    assert openai_error(missing, 401, "authentication_error")["param"] is None
+    assert missing.headers["www-authenticate"] == "Bearer"
+    openai_error(httpx.get(f"{url}/v1/nothing", headers=headers), 404, "not_found_error")
+    openai_error(httpx.get(f"{url}/v1", headers=headers), 404, "not_found_error")
+    refused = httpx.delete(f"{url}/v1/completions", headers=headers)
+    openai_error(refused, 405, "invalid_request_error")
+    assert refused.headers["allow"] == "POST"
+    # KServe v1 is not served beside OpenAI's API: `:predict` is another model's name here.
+    predict = httpx.post(f"{url}/v1/models/tiny:predict", json={"instances": []}, headers=headers)
+    openai_error(predict, 405, "invalid_request_error")
+    # Outside /v1 the runtime's own shape stays.
+    plain = httpx.get(f"{url}/v2/nothing", headers=headers)
+    assert plain.status_code == 404 and isinstance(plain.json()["error"], str)
+    unauthorized = httpx.get(f"{url}/v2/models/tiny")
+    assert unauthorized.status_code == 401 and isinstance(unauthorized.json()["error"], str)
+
+
+def test_a_model_is_retrieved_as_openais_model_object(llama_server):
+    api = openai.OpenAI(base_url=f"{llama_server.url}/v1", api_key=TOKEN, max_retries=0)
+    model = api.models.retrieve("tiny")
+    assert (model.id, model.object, model.owned_by) == ("tiny", "model", "torchship")
+    assert 0 < model.created <= time.time()
+    assert model.model_dump() == api.models.list().data[0].model_dump()
+    assert model.model_extra == {"max_model_len": 512}
+    with pytest.raises(openai.NotFoundError) as missing:
+        api.models.retrieve("gpt-4")
+    assert missing.value.body["param"] == "model" and "gpt-4" in missing.value.message
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    answer = httpx.get(f"{llama_server.url}/v1/models/gpt-4", headers=headers)
+    assert openai_error(answer, 404, "not_found_error")["param"] == "model"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import InferenceError
@@ -38,6 +39,25 @@ class OpenAIError(InferenceError):
     def __init__(self, message: str, param: str | None = None, status: int | None = None) -> None:
         super().__init__(message, status)
         self.param = param
+
+
+ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_exceeded"}
+
+
+def error_object(error: InferenceError) -> bytes:
+    """OpenAI's error object, the body of every error under `/v1` (the route table's shape
+    there): `{"error": {"message", "type", "param", "code"}}`, `code` the HTTP status."""
+    kind = ERROR_TYPES.get(error.status, "invalid_request_error" if error.status < 500 else "")
+    return orjson.dumps(
+        {
+            "error": {
+                "message": error.message,
+                "type": kind or "server_error",
+                "param": getattr(error, "param", None),
+                "code": error.status,
+            }
+        }
+    )
 
 
 class StreamOptions(BaseModel):

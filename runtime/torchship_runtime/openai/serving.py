@@ -27,27 +27,12 @@ from .protocol import (
     EmbeddingRequest,
     OpenAIError,
     Sampling,
+    error_object,
     parse,
 )
 
 if TYPE_CHECKING:
     from ..dataplane import DataPlane
-
-ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_exceeded"}
-
-
-def error_body(error: InferenceError) -> bytes:
-    kind = ERROR_TYPES.get(error.status, "invalid_request_error" if error.status < 500 else "")
-    return orjson.dumps(
-        {
-            "error": {
-                "message": error.message,
-                "type": kind or "server_error",
-                "param": getattr(error, "param", None),
-                "code": error.status,
-            }
-        }
-    )
 
 
 def sampling(request: Sampling, max_tokens: int) -> SamplingParams:
@@ -80,6 +65,7 @@ class OpenAIServing:
         self.service = TextService(plane)
         self.max_body = max_body
         self.meter = ProtocolMeter(plane.settings.model_name, self.protocol)
+        self.created = int(time.time())
 
     async def answer(self, send: Send, status: int, body: bytes) -> None:
         await respond(send, status, body, [*JSON, CLOSE] if self.plane.draining else JSON)
@@ -92,14 +78,27 @@ class OpenAIServing:
                 served.code = 200
             except InferenceError as error:
                 served.code = error.status
-                await self.answer(send, error.status, error_body(error))
+                await self.answer(send, error.status, error_object(error))
 
-    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def card(self) -> dict[str, Any]:
+        """OpenAI's model object for the served model (`created`: when this server began
+        serving it), with vLLM's `max_model_len` for a generator."""
         model = self.plane.model
-        card = {"id": model.name, "object": "model", "created": 0, "owned_by": "torchship"}
+        card = {"id": model.name, "object": "model", "created": self.created}
+        card["owned_by"] = "torchship"
         if getattr(model, "generator", None) is not None:
             card["max_model_len"] = model.generator.context
-        await self.answer(send, 200, orjson.dumps({"object": "list", "data": [card]}))
+        return card
+
+    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.answer(send, 200, orjson.dumps({"object": "list", "data": [self.card()]}))
+
+    async def model(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        """`GET /v1/models/{name}`: the model object, or OpenAI's 404 for another name."""
+        if name != self.plane.model.name:
+            served = self.plane.model.name
+            raise OpenAIError(f"the model {name} does not exist (served: {served})", "model", 404)
+        await self.answer(send, 200, orjson.dumps(self.card()))
 
     async def completions(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def work() -> None:

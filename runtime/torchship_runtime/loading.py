@@ -35,6 +35,7 @@ PLATFORMS = {
     "exported-program": "pytorch_exported_program",
     "state-dict": "pytorch_state_dict",
     "handler": "pytorch_handler",
+    "transformers": "transformers",  # the generation package sets what kind (generate, embed)
 }
 
 

@@ -1,16 +1,19 @@
 """The runtime's HTTP routes as data: a path pattern, the methods it takes, whether it needs the
-bearer token, and its handler. One table drives dispatch, 404, 405 and the `Allow` header."""
+bearer token, and its handler. One table drives dispatch, 404, 405, the `Allow` header, and the
+shape of every error body under a path prefix (OpenAI's error object under `/v1` for a
+generative model, `{"error": "..."}` elsewhere), matched paths or not."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import MethodNotAllowed, NotFound
+from .errors import InferenceError, MethodNotAllowed, NotFound
 
 Handler = Callable[..., Awaitable[None]]  # (scope, receive, send, **path parameters)
+ErrorShape = Callable[[InferenceError], bytes]  # an error's JSON body
 GET = ("GET", "HEAD")
 POST = ("POST",)
 _PARAMETER = re.compile(r"\{(\w+)\}")
@@ -36,9 +39,13 @@ class Route:
 
 class Router:
     """Finds the route of a request: exact paths by lookup, patterns in table order (the
-    hot path, inference, first)."""
+    hot path, inference, first). `error_shapes`: a path prefix ("" for every path) and the body
+    its errors answer; the longest prefix that covers the path wins."""
 
-    def __init__(self, routes: Sequence[Route]) -> None:
+    def __init__(self, routes: Sequence[Route], error_shapes: Mapping[str, ErrorShape]) -> None:
+        if "" not in error_shapes:
+            raise ValueError("error_shapes needs a default (the prefix '')")
+        self.shapes = sorted(error_shapes.items(), key=lambda item: -len(item[0]))
         self.exact: dict[str, Route] = {}
         self.patterns: list[tuple[re.Pattern[str], Route]] = []
         for route in routes:
@@ -64,3 +71,11 @@ class Router:
     def check_method(route: Route, method: str) -> None:
         if method not in route.methods:
             raise MethodNotAllowed(method, route.allow)
+
+    def error_shape(self, path: str) -> ErrorShape:
+        """The error body for `path`: by whole segments (`/v1` covers `/v1` and `/v1/x`, not
+        `/v1x`)."""
+        for prefix, shape in self.shapes:
+            if not prefix or path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return shape
+        raise AssertionError("unreachable: the prefix '' covers every path")

@@ -36,7 +36,12 @@ class Server(uvicorn.Server):
 
 
 async def serve(settings: RuntimeSettings) -> int:
-    plane = DataPlane(settings)
+    model = None
+    if settings.model_format == "transformers":  # the generation package, imported only here
+        from .generation.model import TransformersModel
+
+        model = TransformersModel(settings)
+    plane = DataPlane(settings, model)
     try:
         app = App(plane)
         certificates = (
@@ -112,5 +117,7 @@ async def serve(settings: RuntimeSettings) -> int:
     if watching is not None:
         watching.cancel()
     plane.executor.shutdown(wait=False, cancel_futures=True)
+    if model is not None:
+        model.close()
     log.info("stopped")
     return 0

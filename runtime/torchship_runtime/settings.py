@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .protocol import TensorMetadata
 
-MODEL_FORMATS = ("torchscript", "exported-program", "state-dict", "handler")
+MODEL_FORMATS = ("torchscript", "exported-program", "state-dict", "handler", "transformers")
 # Kubernetes' default terminationMessagePath, which the operator's pods keep.
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
@@ -24,9 +24,9 @@ class RuntimeSettings(BaseSettings):
     model_uri: str = Field(
         description="file:///path, /path, pvc://claim/path, http(s)://..., s3://bucket/key"
     )
-    model_format: Literal["torchscript", "exported-program", "state-dict", "handler"] = Field(
-        description="how the model is stored"
-    )
+    model_format: Literal[
+        "torchscript", "exported-program", "state-dict", "handler", "transformers"
+    ] = Field(description="how the model is stored (transformers: a Hugging Face-style directory)")
     model_name: str = Field(min_length=1, description="the served model name")
     model_version: str = Field("", description="the declared version (OIP model version)")
     model_entrypoint: str = Field(
@@ -83,6 +83,30 @@ class RuntimeSettings(BaseSettings):
         TERMINATION_MESSAGE_PATH,
         description="where a start-up failure's reason is written (the pod's "
         "terminationMessagePath)",
+    )
+    # transformers format (docs/generation.md): the generation engine.
+    kv_cache_bytes: int = Field(
+        0, ge=0, description="the paged KV cache's size in bytes (0: kv_cache_memory_fraction)"
+    )
+    kv_cache_memory_fraction: float = Field(
+        0.1,
+        gt=0,
+        le=0.9,
+        description="the KV cache's share of the device's memory (a GPU's, or on CPU the "
+        "container's memory limit, else the machine's), when kv_cache_bytes is 0",
+    )
+    kv_block_size: int = Field(16, ge=1, le=1024, description="tokens per KV cache block")
+    max_model_length: int = Field(
+        0, ge=0, description="the context in tokens, prompt and output (0: the model's own)"
+    )
+    max_running_requests: int = Field(
+        64, ge=1, description="sequences in the running batch at most (one forward pass)"
+    )
+    max_waiting_requests: int = Field(
+        256, ge=0, description="generation requests waiting for the batch; past it, 429"
+    )
+    prefill_chunk_tokens: int = Field(
+        512, ge=16, description="tokens per step at most: longer prompts are prefilled in chunks"
     )
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0: torch's default)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

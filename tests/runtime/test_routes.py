@@ -1,15 +1,24 @@
-"""The route table alone: which route a path finds, its parameters, 404, and 405 with Allow."""
+"""The route table alone: which route a path finds, its parameters, 404, 405 with Allow, and
+which error shape a path's errors take."""
 
 from __future__ import annotations
 
 import pytest
 
-from torchship_runtime.errors import MethodNotAllowed, NotFound
+from torchship_runtime.errors import InferenceError, MethodNotAllowed, NotFound
 from torchship_runtime.routes import GET, POST, Route, Router
 
 
 async def handler(scope, receive, send, **parameters) -> None:
     return None
+
+
+def plain(error: InferenceError) -> bytes:
+    return b"plain"
+
+
+def openai(error: InferenceError) -> bytes:
+    return b"openai"
 
 
 ROUTER = Router(
@@ -18,7 +27,8 @@ ROUTER = Router(
         Route("/v2/models/{name}(?:/versions/(?P<version>[^/]+))?", GET, handler),
         Route("/v1/models/(?P<name>[^/:]+):predict", POST, handler),
         Route("/v2/health/ready", GET, handler, auth=False),
-    ]
+    ],
+    {"": plain, "/v1": openai},
 )
 
 ROUTER_ROUTES = [
@@ -61,3 +71,24 @@ def test_a_method_the_route_does_not_take_is_405_with_allow():
     with pytest.raises(MethodNotAllowed) as refused:
         Router.check_method(get_route, "DELETE")
     assert refused.value.allow == "GET"
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [
+        ("/v1", openai),
+        ("/v1/models/mlp:predict", openai),
+        ("/v1/no/such/route", openai),
+        ("/v1x", plain),
+        ("/v2/models/mlp/infer", plain),
+        ("/", plain),
+        ("*", plain),
+    ],
+)
+def test_a_path_takes_the_error_shape_of_its_longest_prefix(path, shape):
+    assert ROUTER.error_shape(path) is shape
+
+
+def test_a_router_without_a_default_error_shape_is_refused():
+    with pytest.raises(ValueError, match="default"):
+        Router([], {"/v1": openai})

@@ -11,10 +11,20 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from .kube import Refused
+
 log = logging.getLogger("torchship.offers")
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 CACHE_SECONDS = 15.0
+# Reads that can fail for a reason outside the operator: no RBAC for them (a namespaced install
+# has no cluster-wide rules), the API server's error or a lost connection. The scheduler's own
+# words then stand alone; anything else is a bug and propagates.
+UNREADABLE = (Refused, ApiException, HTTPError)
+
 # Above this many GPU nodes, free GPUs are not counted (a pod list per node).
 MAX_NODES_COUNTED = 20
 MAX_GROUPS = 6
@@ -105,8 +115,8 @@ async def describe(kube: Any, need: Mapping[str, Any]) -> str | None:
     if cached is None or time.monotonic() - cached[0] > CACHE_SECONDS:
         try:
             listed = await kube.get("/api/v1/nodes")
-        except Exception as error:  # forbidden, unreachable: say what the scheduler says
-            log.debug("nodes not readable: %s", error)
+        except UNREADABLE as error:
+            unreadable("nodes", error)
             return None
         nodes = [node_view(n) for n in (listed or {}).get("items", [])]
         gpu_nodes = [n for n in nodes if quantity(n["allocatable"].get(resource, 0)) > 0]
@@ -128,7 +138,16 @@ async def _used(kube: Any, nodes: list[dict[str, Any]], resource: str) -> dict[s
                 "status.phase!=Succeeded,status.phase!=Failed",
             )
             used[node["name"]] = sum(requested(p, resource) for p in (pods or {}).get("items", []))
-    except Exception as error:  # a namespaced install cannot list pods cluster-wide
-        log.debug("pods on GPU nodes not readable: %s", error)
+    except UNREADABLE as error:  # a namespaced install cannot list pods cluster-wide
+        unreadable("pods on GPU nodes", error)
         return None
     return used
+
+
+def unreadable(what: str, error: Exception) -> None:
+    """Forbidden is how a namespaced install is meant to run: said at debug. An error of the
+    API server or the connection is worth a warning."""
+    if isinstance(error, Refused) and error.code == 403:
+        log.debug("%s not readable: %s", what, error)
+    else:
+        log.warning("%s not readable: %s", what, error)

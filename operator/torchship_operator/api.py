@@ -398,7 +398,8 @@ class RolloutSpec(ApiModel):
     """What a rollout does when a new pod cannot be placed for lack of the GPU it asks for (the
     scheduler's Insufficient nvidia.com/gpu). Wait: the pod waits, and the rollout aborts at
     progressDeadlineSeconds. MakeRoom: old pods give up their GPUs to it one at a time (maxSurge
-    counts as 0, maxUnavailable as at least 1 while it lasts). RollingUpdate and Canary only."""
+    counts as 0 while room is made, maxUnavailable as at least 1 until the rollout ends,
+    Available's included). RollingUpdate and Canary only."""
 
     model_config = validations(
         rule(

@@ -292,18 +292,11 @@ def wanted(owner: render.Owner, spec: api.ModelServiceSpec, revision: str) -> st
     return status.Wanted(
         revision=revision,
         total=spec.total_replicas,
-        max_unavailable=allowed_unavailable(spec.rollout),
+        max_unavailable=spec.rollout.max_unavailable,
+        make_room=spec.rollout.when_full == "MakeRoom",
         url=render.service_url(owner, spec),
         grpc_address=render.grpc_address(owner, spec),
     )
-
-
-def allowed_unavailable(spec: api.RolloutSpec) -> int:
-    """The ready pods the total may lack before Available turns False: maxUnavailable, or one
-    at least with whenFull MakeRoom, which accepts one pod short while an old pod makes room."""
-    if spec.when_full == "MakeRoom":
-        return max(spec.max_unavailable, 1)
-    return spec.max_unavailable
 
 
 async def apply_children(

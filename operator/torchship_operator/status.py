@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import offers, phases, render
+from . import budget, offers, phases, render
 from .routing import RouteReport
 from .vocabulary import MAKING_ROOM, Cause, DeploymentView, revision_of
 
@@ -28,6 +28,7 @@ class Wanted:
     revision: str  # the revision the conditions are about
     total: int
     max_unavailable: int = 0
+    make_room: bool = False  # rollout.whenFull MakeRoom (budget.allowed_unavailable)
     url: str = ""
     grpc_address: str | None = None
 
@@ -151,7 +152,14 @@ def compute(
         "observedGeneration": generation,
         "conditions": [
             condition(kind, ok, reason, message, generation, old, now)
-            for kind, ok, reason, message in conditions(wanted, views, current, done, cause)
+            for kind, ok, reason, message in conditions(
+                wanted,
+                views,
+                current,
+                done,
+                cause,
+                budget.allowed_unavailable(wanted.max_unavailable, wanted.make_room, rollout),
+            )
         ]
         + (
             [condition("Routed", *routed.fields, generation, old, now)]
@@ -215,9 +223,11 @@ def conditions(
     current: DeploymentView | None,
     done: bool,
     cause: Cause | None,
+    unavailable: int = 0,
 ) -> list[Condition]:
     """Ready, Available, Progressing and Degraded, each from the same facts: whether the wanted
-    revision is done, and the one cause (failed, or waited for) when it is not."""
+    revision is done, and the one cause (failed, or waited for) when it is not. `unavailable`:
+    the ready pods Available may lack (budget.allowed_unavailable)."""
     total = wanted.total
     counts = replica_counts(wanted, current)
     failed = cause is not None and cause.kind == "failed"
@@ -231,7 +241,7 @@ def conditions(
         ready = ("Ready", False, pending.reason, pending.message)
 
     ready_total = sum(v.ready for v in views)
-    floor = max(1, total - wanted.max_unavailable)
+    floor = max(1, total - unavailable)
     if total > 0 and ready_total >= floor:
         available = ("Available", True, "MinimumReplicasAvailable", f"{ready_total} replicas ready")
     else:

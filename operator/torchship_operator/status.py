@@ -226,21 +226,26 @@ def conditions(
     unavailable: int = 0,
 ) -> list[Condition]:
     """Ready, Available, Progressing and Degraded, each from the same facts: whether the wanted
-    revision is done, and the one cause (failed, or waited for) when it is not. `unavailable`:
-    the ready pods Available may lack (budget.allowed_unavailable)."""
+    revision is done, and the one cause (failed, or waited for) when it is not. Ready says the
+    service answers at the capacity it promises (every replica ready, whichever revision: a
+    paused canary serves); Progressing says where a rollout is. `unavailable`: the ready pods
+    Available may lack (budget.allowed_unavailable)."""
     total = wanted.total
     counts = replica_counts(wanted, current)
     failed = cause is not None and cause.kind == "failed"
     pending = cause or Cause.waiting("RolloutInProgress", counts)
+    ready_total = sum(v.ready for v in views)
 
     if not failed and total == 0:
         ready: Condition = ("Ready", False, "ScaledToZero", "spec.replicas is 0")
     elif not failed and done:
         ready = ("Ready", True, "Ready", counts)
+    elif not failed and ready_total >= total:
+        serving = f"{ready_total} replicas ready for {total}; a rollout is under way"
+        ready = ("Ready", True, "Ready", f"{serving} (see Progressing)")
     else:
         ready = ("Ready", False, pending.reason, pending.message)
 
-    ready_total = sum(v.ready for v in views)
     floor = max(1, total - unavailable)
     if total > 0 and ready_total >= floor:
         available = ("Available", True, "MinimumReplicasAvailable", f"{ready_total} replicas ready")

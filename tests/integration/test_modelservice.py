@@ -30,9 +30,12 @@ def utc_now() -> str:
 
 
 def wait_ready(control_plane, namespace: str, ref: str, timeout: int = 60) -> None:
-    control_plane.kubectl(
-        "wait", "-n", namespace, "--for=condition=Ready", ref, f"--timeout={timeout}s"
-    )
+    """Rolled out and serving: no rollout under way for the latest spec, then Ready (a rollout
+    keeps Ready while every replica serves)."""
+    for wanted in ("Progressing=False", "Ready"):
+        control_plane.kubectl(
+            "wait", "-n", namespace, f"--for=condition={wanted}", ref, f"--timeout={timeout}s"
+        )
 
 
 def deployments(control_plane, namespace: str) -> list[dict]:

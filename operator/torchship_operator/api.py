@@ -586,8 +586,9 @@ class ModelServiceStatus(ApiModel):
     observed_generation: int | None = None
     """metadata.generation this status was computed for."""
     conditions: list[Condition] | None = None
-    """Ready (serving the desired revision in full), Available (enough replicas serving),
-    Progressing (a rollout underway), Degraded (something needs a person), Routed (the
+    """Ready (every replica serves, whichever revision; no failure), Available (enough replicas
+    serving), Progressing (a rollout under way, and where it is), Degraded (something needs a
+    person), Routed (the
     HTTPRoute as its Gateway reports it; trafficRouting gateway-api only)."""
     replicas: int | None = None
     """Replicas across revisions (the scale subresource)."""

@@ -107,9 +107,11 @@ def requested(pod: Mapping[str, Any], resource: str) -> int:
 _cache: dict[str, tuple[float, list[dict[str, Any]], dict[str, int] | None]] = {}
 
 
-async def describe(kube: Any, need: Mapping[str, Any]) -> str | None:
+async def describe(kube: Any, need: Mapping[str, Any], clusterwide: bool = True) -> str | None:
     """The offer summary from the cluster; None when the nodes cannot be read (no RBAC for
-    them: the scheduler's own words then stand alone)."""
+    them: the scheduler's own words then stand alone). A namespaced install (`clusterwide`
+    False) may not list pods cluster-wide, so it says what the nodes have, not what is free,
+    and never asks."""
     resource = need["resource"]
     cached = _cache.get(resource)
     if cached is None or time.monotonic() - cached[0] > CACHE_SECONDS:
@@ -120,7 +122,7 @@ async def describe(kube: Any, need: Mapping[str, Any]) -> str | None:
             return None
         nodes = [node_view(n) for n in (listed or {}).get("items", [])]
         gpu_nodes = [n for n in nodes if quantity(n["allocatable"].get(resource, 0)) > 0]
-        used = await _used(kube, gpu_nodes, resource)
+        used = await _used(kube, gpu_nodes, resource) if clusterwide else None
         cached = (time.monotonic(), nodes, used)
         _cache[resource] = cached
     return summary(need, cached[1], cached[2])

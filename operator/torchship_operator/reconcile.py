@@ -155,7 +155,7 @@ async def reconcile(
         await write_status(kube, owner, previous, new_status, outcome)
         return outcome
 
-    offer = await gpu_offer(observed.pods, desired, kube)
+    offer = await gpu_offer(observed.pods, desired, kube, settings.clusterwide)
     cause = decision.cause
     if (cause is None or cause.kind != "failed") and isinstance(filling, Cause):
         cause = filling
@@ -418,14 +418,16 @@ async def give_up_pods(
         outcome.writes.append(f"pod/{name}")
 
 
-async def gpu_offer(pods: Sequence[Mapping[str, Any]], revision: str, kube: Kube) -> str | None:
+async def gpu_offer(
+    pods: Sequence[Mapping[str, Any]], revision: str, kube: Kube, clusterwide: bool = True
+) -> str | None:
     """What the nodes offer, read only while a pod of `revision` waits for a GPU."""
     for pod in pods:
         start = pod.get("start")
         if revision_of(pod) != revision or start is None:
             continue
         if phases.pod_start(start).phase == "WaitingForGPU":
-            return await offers.describe(kube, start["gpu"])
+            return await offers.describe(kube, start["gpu"], clusterwide)
 
 
 async def both(first: Awaitable[Applied], second: Awaitable[Applied]) -> tuple[Applied, Applied]:

@@ -52,3 +52,37 @@ def test_an_api_server_or_connection_error_is_a_warning(caplog, error):
 def test_a_bug_is_raised_not_swallowed(error):
     with pytest.raises(type(error)):
         describe(error)
+
+
+class Nodes:
+    """A reader that answers the node list with one GPU node and records every path asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def get(self, path: str, **query):
+        self.asked.append(path)
+        if path == "/api/v1/nodes":
+            node = {
+                "metadata": {"name": "gpu-0", "labels": {offers.PRODUCT_LABEL: "NVIDIA-A10"}},
+                "status": {"allocatable": {"nvidia.com/gpu": "2"}},
+            }
+            return {"items": [node]}
+        return {"items": []}
+
+
+@pytest.mark.parametrize(
+    ("clusterwide", "said", "asked"),
+    [
+        (True, "NVIDIA-A10: 1 node, 2 free", ["/api/v1/nodes", "/api/v1/pods"]),
+        # A namespaced install may not list pods cluster-wide: it never asks (no 403 in the
+        # audit log), and says what the nodes have instead of what is free.
+        (False, "NVIDIA-A10: 1 node, 2 nvidia.com/gpu allocatable", ["/api/v1/nodes"]),
+    ],
+)
+def test_a_namespaced_install_counts_no_free_gpus(clusterwide, said, asked):
+    offers._cache.clear()
+    reader = Nodes()
+    text = asyncio.run(offers.describe(reader, NEED, clusterwide=clusterwide))
+    assert text == f"needs 1 nvidia.com/gpu; {said}"
+    assert reader.asked == asked

@@ -332,15 +332,13 @@ class Kube:
         return json.loads(data) if data else None
 
     async def get(self, path: str, **query: Any) -> dict[str, Any] | None:
-        """A read (a list of nodes, say), outside the watch caches. A read the API server
-        refuses (forbidden: no RBAC rule for it) raises `Refused`, as a refused write does; a
-        404 stays an ApiException for the caller to read."""
+        """A read outside the watch caches; `Refused` when forbidden, as a refused write (a
+        404 stays an ApiException for the caller)."""
         with refusals(resource_of(path), "", passing=frozenset({404})):
             return await self._call("GET", path, **query)
 
     async def read(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
-        """One object, None when there is none; `Refused` when the API server refuses the
-        read."""
+        """One object, None when there is none; `Refused` when the read is refused."""
         path = f"{PATHS[(api_version, kind)].format(namespace=namespace)}/{name}"
         try:
             with refusals(kind, name, passing=frozenset({404})):

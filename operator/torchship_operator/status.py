@@ -269,6 +269,17 @@ def conditions(
     return [ready, available, progressing, degraded]
 
 
+def cause_told(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The condition whose reason a status's Event tells: Ready's, but Progressing's while a
+    rollout moves under a Ready that serves (a canary pause, making room); None without
+    conditions."""
+    found = {c["type"]: c for c in status.get("conditions") or []}
+    ready, progressing = found.get("Ready"), found.get("Progressing")
+    if ready and ready["status"] == "True" and progressing and progressing["status"] == "True":
+        return progressing
+    return ready
+
+
 def phase(view: DeploymentView, desired: str, done: bool) -> str:
     if view.revision == desired:
         return "Serving" if done else "Progressing"

@@ -309,3 +309,16 @@ def test_a_refused_write_is_ready_false_and_degraded_in_the_api_servers_words():
     assert [r["weight"] for r in after["revisions"]] == [100]
     # Computed again from the same world: the same status, so nothing is written.
     assert refused_status(spec, REV, observed(after), refused) == after
+
+
+def test_the_event_tells_ready_or_where_a_serving_rollout_is():
+    """A status's Event follows Ready's reason, and Progressing's while a rollout moves under a
+    Ready that serves (a canary pause, old pods making room)."""
+    step = Cause.waiting("CanaryPaused", "step 0 of revision x at 50%: paused for 3600s")
+    canary = [deployment(replicas=1, ready=1), deployment(revision=OLD, replicas=1, ready=1)]
+    assert status.cause_told(compute(canary, cause=step))["reason"] == "CanaryPaused"
+    short = [deployment(replicas=1, ready=1), deployment(revision=OLD, replicas=1, ready=0)]
+    told = status.cause_told(compute(short, cause=step))
+    assert (told["type"], told["reason"]) == ("Ready", "CanaryPaused")
+    assert status.cause_told(compute([deployment()]))["reason"] == "Ready"
+    assert status.cause_told({}) is None

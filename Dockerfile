@@ -93,6 +93,8 @@ RUN if ! command -v python3 >/dev/null; then \
  && mkdir -p /var/cache/torchship \
  && chown 1000:1000 /var/cache/torchship
 COPY --from=runtime-build /opt/torchship /opt/torchship
+# The one module of the base distribution the runtime uses: the protocol's datatype table.
+COPY sdk/torchship/__init__.py sdk/torchship/datatypes.py /opt/torchship/app/torchship/
 COPY runtime/torchship_runtime /opt/torchship/app/torchship_runtime
 # The runtime writes only to its model cache and /tmp (both volumes under Kubernetes).
 ENV PATH=/opt/torchship/bin:$PATH \

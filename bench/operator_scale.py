@@ -86,22 +86,29 @@ def modelservice(name: str) -> dict:
     }
 
 
+def deployment(
+    name: str, labels: dict[str, str], replicas: int, container: str, image: str
+) -> dict:
+    """A Deployment of one container, selecting its pods by `labels`."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": container, "image": image}]},
+            },
+        },
+    }
+
+
 def floor_objects(name: str) -> list[dict]:
     labels = {"app": name}
     return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "runtime", "image": "runtime:bench"}]},
-                },
-            },
-        },
+        deployment(name, labels, 1, "runtime", "runtime:bench"),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -128,21 +135,7 @@ def unrelated_objects(pods: int, deployments: int, nodes: list[str]) -> list[dic
     ]
     for i in range(deployments):
         labels = {"app": f"other-deploy-{i:04d}"}
-        bodies.append(
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": f"other-{i:04d}", "labels": labels},
-                "spec": {
-                    "replicas": 0,
-                    "selector": {"matchLabels": labels},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {"containers": [{"name": "app", "image": "other:latest"}]},
-                    },
-                },
-            }
-        )
+        bodies.append(deployment(f"other-{i:04d}", labels, 0, "app", "other:latest"))
     # Interleaved, so that every share holds both kinds.
     return bodies[::2] + bodies[1::2]
 

@@ -13,6 +13,10 @@ cd "$(dirname "$0")/.."
 
 CACHE=${TORCHSHIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/torchship}
 IMAGES="$CACHE/images"
+# One build at a time per cache: checkouts set up at once would make the same base twice.
+mkdir -p "$IMAGES"
+exec 9>"$CACHE/.images.lock"
+flock 9
 SUITE=bookworm
 BASE_PACKAGES=python3,python3-venv,python-is-python3,ca-certificates
 # Bump when base_image() changes what it makes: the base's tag is keyed by all three.
@@ -93,9 +97,10 @@ print("\n".join(flags))
 PY
 }
 
-build() { # target package-dir
+build() { # target "source paths" base
   local target=$1 sources=$2 base=$3 key archive image
-  key=$(printf '%s %s' "$base" "$(hash_of Dockerfile .dockerignore pyproject.toml "$sources")" \
+  # shellcheck disable=SC2086 # sources: the paths the final stage copies, split on spaces
+  key=$(printf '%s %s' "$base" "$(hash_of Dockerfile .dockerignore pyproject.toml $sources)" \
     | sha256sum | cut -c1-16)
   archive="$IMAGES/$target-$key.tar"
   image="$REGISTRY/$target:$VERSION"
@@ -123,4 +128,4 @@ build() { # target package-dir
 
 base=$(base_image)
 build operator operator/torchship_operator "$base"
-build runtime runtime/torchship_runtime "$base"
+build runtime "runtime/torchship_runtime sdk/torchship/__init__.py sdk/torchship/datatypes.py" "$base"

@@ -21,6 +21,10 @@ have() { [ -x "$BIN/$1" ]; }
 
 command -v go >/dev/null || { log "Go is required (https://go.dev/dl); none found on PATH"; exit 1; }
 mkdir -p "$BIN"
+# One build at a time per cache: two checkouts set up at once would share .gobin and the
+# module work trees. The second waits, then finds the binaries built.
+exec 9>"$CACHE/.build.lock"
+flock 9
 
 build_kubernetes() {
   local work="$CACHE/src/kubernetes-$K8S_VERSION" minor="${K8S_VERSION#v1.}"

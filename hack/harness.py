@@ -79,6 +79,30 @@ def stop_group(proc: subprocess.Popen, timeout: float = 15) -> None:
     proc.wait()
 
 
+def run_tool(
+    argv: Sequence[str],
+    *,
+    input: str | None = None,  # noqa: A002 (mirrors subprocess.run)
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float,
+) -> subprocess.CompletedProcess[str]:
+    """A command-line tool (kubectl, helm) run to its end, its output captured; with `check`, a
+    failure raises RuntimeError with what the tool said."""
+    proc = subprocess.run(
+        list(argv),
+        input=input,
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        command = " ".join([Path(argv[0]).name, *argv[1:]])
+        raise RuntimeError(f"{command} failed:\n{proc.stderr}{proc.stdout}")
+    return proc
+
+
 def unverified() -> ssl.SSLContext:
     """For readiness only: over TLS, whatever certificate the server presents will do."""
     context = ssl.create_default_context()

@@ -36,13 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import localnode  # a sibling in hack/: the script's own folder, or on pytest's pythonpath
-from harness import free_port, stop, wait_http
+from harness import free_port, run_tool, stop, wait_http
 
 HACK = Path(__file__).resolve().parent
 
 DEFAULT_DIR = HACK.parent / ".testenv"
 SERVICE_CIDR = "10.96.0.0/16"  # allocation only: no test ever connects to a ClusterIP
 POD_CIDR = "127.10.0.0/16"  # kwok hands its pods loopback addresses
+# The controller manager's and the scheduler's own client: room for a burst of test objects.
+CONTROLLER_CLIENT_ARGS = ("--kube-api-qps=200", "--kube-api-burst=400", "--v=1")
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 
 
@@ -343,17 +345,8 @@ class ControlPlane:
         check: bool = True,
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(self.bin_dir / "kubectl"), *args],
-            input=input,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}{proc.stdout}")
-        return proc
+        kubectl = [str(self.bin_dir / "kubectl"), *args]
+        return run_tool(kubectl, input=input, env=self.env, check=check, timeout=timeout)
 
     def wait_established(self, *names: str, timeout: float = 60) -> None:
         """Wait until the named CRDs (all of them when none is named) exist and are Established.
@@ -595,18 +588,14 @@ class ControlPlane:
             "--concurrent-deployment-syncs=10",
             "--concurrent-replicaset-syncs=10",
             "--concurrent-gc-syncs=40",
-            "--kube-api-qps=200",
-            "--kube-api-burst=400",
-            "--v=1",
+            *CONTROLLER_CLIENT_ARGS,
         ]
 
     def _scheduler_args(self) -> list[str]:
         return [
             *self._component_kubeconfig(),
             f"--secure-port={self.ports['scheduler']}",
-            "--kube-api-qps=200",
-            "--kube-api-burst=400",
-            "--v=1",
+            *CONTROLLER_CLIENT_ARGS,
         ]
 
     def _kwok_args(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""Project layout guards: the `operator` trap, package separation, lint."""
+"""Project layout guards: the `operator` trap, package separation, lint, sizes, import cycles."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,3 +108,124 @@ def test_test_modules_have_unique_names():
     for path in sorted((ROOT / "tests").rglob("test_*.py")):
         assert path.name not in names, f"{path} and {names[path.name]} share a name"
         names[path.name] = path
+
+
+def code_files(*roots: str) -> list[Path]:
+    """The project's own Python under `roots`, without the generated gRPC stubs."""
+    return [
+        path
+        for root in roots
+        for path in sorted((ROOT / root).rglob("*.py"))
+        if "_pb2" not in path.name
+    ]
+
+
+def test_no_class_over_200_lines_and_no_function_over_80():
+    too_long = []
+    for path in code_files("operator", "runtime", "sdk"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ClassDef):
+                limit = 200
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                limit = 80
+            else:
+                continue
+            lines = node.end_lineno - node.lineno + 1
+            if lines > limit:
+                where = path.relative_to(ROOT)
+                too_long.append(f"{where}:{node.lineno} {node.name}: {lines} lines > {limit}")
+    assert not too_long, "\n".join(too_long)
+
+
+def module_imports(path: Path, package_root: Path) -> set[str]:
+    """The project modules `path` imports at module level (not inside functions), as dotted
+    names; `from . import x` names the submodule x, not the package that holds it."""
+    package = list(path.relative_to(package_root).parts[:-1])
+    found: set[str] = set()
+    tree = ast.parse(path.read_text(), filename=str(path))
+    nodes = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom | ast.If)]
+    for node in nodes:
+        statements = node.body if isinstance(node, ast.If) else [node]
+        for statement in statements:
+            if isinstance(statement, ast.ImportFrom):
+                base = package[: len(package) - statement.level + 1] if statement.level else []
+                module = [*base, *(statement.module.split(".") if statement.module else [])]
+                for alias in statement.names:
+                    sub = package_root.joinpath(*module, alias.name)
+                    if sub.with_suffix(".py").exists() or (sub / "__init__.py").exists():
+                        found.add(".".join([*module, alias.name]))
+                    else:
+                        found.add(".".join(module))
+            elif isinstance(statement, ast.Import):
+                found.update(a.name for a in statement.names)
+    return found
+
+
+@pytest.mark.parametrize("root", ["operator", "runtime", "sdk"])
+def test_no_import_cycles(root: str):
+    package_root = ROOT / root
+    modules = {}
+    for path in code_files(root):
+        parts = list(path.relative_to(package_root).with_suffix("").parts)
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    graph = {
+        name: {m for m in module_imports(path, package_root) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        assert name not in visiting, "import cycle: " + " -> ".join(
+            [*visiting[visiting.index(name) :], name]
+        )
+        visiting.append(name)
+        for imported in sorted(graph[name]):
+            visit(imported)
+        visiting.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+
+
+# The operator's pure modules: object shapes and decisions, no client (docs/architecture.md).
+PURE = [
+    "api",
+    "analysis",
+    "autoscaling",
+    "budget",
+    "cache",
+    "cache_mount",
+    "phases",
+    "render",
+    "revisions",
+    "rollout",
+    "room",
+    "routing",
+    "status",
+    "vocabulary",
+]
+
+
+def test_the_pure_modules_never_import_the_client():
+    package_root = ROOT / "operator"
+    imports = {}
+    for path in code_files("operator"):
+        parts = list(path.relative_to(package_root).with_suffix("").parts)
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        imports[name] = module_imports(path, package_root)
+    impure = ("kubernetes", "kopf", "torchship_operator.kube", "torchship_operator.transport")
+    for pure in PURE:
+        seen, todo = set(), [f"torchship_operator.{pure}"]
+        todo += [m for m in imports if m.startswith(f"torchship_operator.{pure}.")]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            assert not name.startswith(impure), f"{pure} imports {name}"
+            todo += imports.get(name, ())

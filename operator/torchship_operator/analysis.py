@@ -1,6 +1,6 @@
 """Canary analysis: how the canary's pods serve against the stable's, from the runtime's own
 counters, and whether a step may pass. Pure: the counters come in parsed (scrape.py), the
-verdict goes to the rollout state machine (rollout.py) as data.
+verdict goes to the rollout state machine (rollout/step_analysis.py) as data.
 
 A measurement is the difference between two readings of every pod's counters, `interval`
 apart, so each one judges only the traffic of its own window: the canary at the current step's

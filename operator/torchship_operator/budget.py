@@ -1,7 +1,7 @@
 """The replica budget of a rollout, as pure arithmetic on counts: how far one pass may move the
 replicas toward their targets (at most total + maxSurge pods, at least total - maxUnavailable of
 them ready), how a canary step splits the pods, and how traffic weights follow ready pods.
-rollout.py decides the targets; this module only counts."""
+rollout/ decides the targets; this module only counts."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The model cache (spec.model.cache), pure: its PersistentVolumeClaim and the Job that fills
-it, what the pods mount, what a finished Job says, and which caches nothing uses any more.
+it, what a finished Job says, and which caches nothing uses any more. What the pods mount, and
+the claim's name, are cache_mount.py's.
 
 A cache is named by its ModelService and the source's identity (uri and version): the same
 source, in any revision, is the same claim, filled once; a changed source is a new claim.
@@ -7,32 +8,14 @@ source, in any revision, is the same claim, filled once; a changed source is a n
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import api, render
+from .cache_mount import MOUNT, VOLUME, cache_name
 
 LABEL_CACHE = "torchship.dev/model-cache"
-MOUNT = "/mnt/torchship-cache"
-# With runtime.compile: the claim's kernels/ directory, the one part of it the pods write, where
-# each compiles into and the next replica finds what an earlier one compiled.
-KERNELS_SUBPATH = "kernels"
-KERNELS_MOUNT = "/var/cache/torchship-kernels"
-VOLUME = "model-cache"
 FILL_BACKOFF_LIMIT = 3
-# The pods' fetch waits this long for the Job to fill the claim, then restarts (and waits again).
-WAIT_SECONDS = 3600
-
-
-def identity(spec: api.ModelServiceSpec) -> str:
-    return f"{spec.model.uri}@{spec.model.version or ''}"
-
-
-def cache_name(owner_name: str, spec: api.ModelServiceSpec) -> str:
-    """At most 62 characters: the Job's name is a label value on its pods."""
-    digest = hashlib.sha256(f"{owner_name}\n{identity(spec)}".encode()).hexdigest()[:10]
-    return f"{owner_name[:45].rstrip('-')}-cache-{digest}"
 
 
 def labels(owner: render.Owner, spec: api.ModelServiceSpec) -> dict[str, str]:
@@ -109,34 +92,6 @@ def render_job(owner: render.Owner, spec: api.ModelServiceSpec, image: str) -> d
             },
         },
     }
-
-
-def pod_volume(owner_name: str, spec: api.ModelServiceSpec) -> tuple[dict, list[dict]]:
-    """The claim as the serving pods mount it: the model read-only; with runtime.compile, its
-    kernels/ directory read-write as well (the kubelet makes it, with the claim's own mode)."""
-    name = cache_name(owner_name, spec)
-    model = {"name": VOLUME, "mountPath": MOUNT, "readOnly": True}
-    if not spec.runtime.compile:
-        volume = {"name": VOLUME, "persistentVolumeClaim": {"claimName": name, "readOnly": True}}
-        return volume, [model]
-    kernels = {"name": VOLUME, "mountPath": KERNELS_MOUNT, "subPath": KERNELS_SUBPATH}
-    return {"name": VOLUME, "persistentVolumeClaim": {"claimName": name}}, [model, kernels]
-
-
-def pod_env(spec: api.ModelServiceSpec) -> dict[str, str]:
-    """The runtime reads downloads from the claim; its fetch waits for the Job's, never
-    downloads itself. Compiled kernels go to the claim's kernels/ (Inductor's and Triton's
-    caches key their entries by torch version, device and graph, and write them atomically, so
-    replicas and revisions share the directory safely)."""
-    env = {"TORCHSHIP_MODEL_CACHE_DIR": MOUNT, "TORCHSHIP_FETCH_WAIT_SECONDS": str(WAIT_SECONDS)}
-    if spec.runtime.compile:
-        env |= {
-            "TORCHINDUCTOR_CACHE_DIR": f"{KERNELS_MOUNT}/inductor",
-            "TRITON_CACHE_DIR": f"{KERNELS_MOUNT}/triton",
-        }
-        if spec.runtime.compile.ahead_of_time:  # packages are named by model, torch and device
-            env["TORCHSHIP_COMPILE_CACHE_DIR"] = f"{KERNELS_MOUNT}/aot"
-    return env
 
 
 # -- what the cluster says ------------------------------------------------------------------

@@ -21,9 +21,10 @@ from prometheus_client import start_http_server
 from . import api, election, phases, render, scrape, selection, starts
 from .kube import Kube, make_api_client
 from .metrics import CACHED, MODELSERVICES, QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
-from .reconcile import Event, Observed, now_iso, reconcile
+from .reconcile import Observed, reconcile
+from .reconcilers.report import now_iso
 from .settings import Settings
-from .vocabulary import one_line
+from .vocabulary import Event, one_line
 from .wakeups import FailingPods
 from .workqueue import WorkQueue
 

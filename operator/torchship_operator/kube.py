@@ -22,7 +22,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
 
-from . import api
+from . import api, transport
 from .metrics import WRITES
 
 log = logging.getLogger("torchship.apply")
@@ -258,6 +258,34 @@ def key_of(obj: Mapping[str, Any]) -> Key:
     return obj["kind"], meta.get("namespace", ""), meta["name"]
 
 
+def event_of(
+    involved: Mapping[str, Any], kind: str, reason: str, message: str, now: str
+) -> dict[str, Any]:
+    """A core/v1 Event about `involved`, as the operator reports it."""
+    meta = involved["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": involved["apiVersion"],
+            "kind": involved["kind"],
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "type": kind,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "torchship-operator"},
+        "reportingComponent": "torchship.dev/operator",
+        "reportingInstance": "torchship-operator",
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
 class Kube:
     """Async facade over the (synchronous) official client: calls run in worker threads.
 
@@ -314,21 +342,11 @@ class Kube:
     def _call_sync(
         self, method: str, path: str, body: Any, content_type: str | None, query: dict
     ) -> dict[str, Any] | None:
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        method, url, headers, _, post = self.api_client.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=list(query.items()),
-            header_params=headers,
-            auth_settings=["BearerToken"],
+        status, reason, data = transport.send(
+            self.api_client, method, path, body, content_type, query.items()
         )
-        # The client serializes dict bodies itself, for JSON and for apply's YAML alike.
-        response = self.api_client.call_api(method, url, headers, body, post, _request_timeout=30)
-        data = response.read()
-        if not 200 <= response.status < 300:
-            raise ApiException(status=response.status, reason=response.reason, body=data)
+        if not 200 <= status < 300:
+            raise ApiException(status=status, reason=reason, body=data)
         return json.loads(data) if data else None
 
     async def get(self, path: str, **query: Any) -> dict[str, Any] | None:
@@ -410,29 +428,10 @@ class Kube:
     async def post_event(
         self, involved: Mapping[str, Any], kind: str, reason: str, message: str, now: str
     ) -> None:
-        meta = involved["metadata"]
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": involved["apiVersion"],
-                "kind": involved["kind"],
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-            },
-            "type": kind,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": "torchship-operator"},
-            "reportingComponent": "torchship.dev/operator",
-            "reportingInstance": "torchship-operator",
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        await self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+        event = event_of(involved, kind, reason, message, now)
+        await self._call(
+            "POST", f"/api/v1/namespaces/{event['metadata']['namespace']}/events", body=event
+        )
 
     async def patch_status(
         self, namespace: str, name: str, previous: Mapping[str, Any], status: Mapping[str, Any]

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import api, cache
+from . import api, cache_mount
 from .vocabulary import LABEL_MANAGED_BY, LABEL_MS, LABEL_REVISION, LABEL_VERSION, MANAGED_BY
 
 RUNTIME_PORT = 8080
@@ -166,7 +166,7 @@ def runtime_env(name: str, spec: api.ModelServiceSpec) -> list[dict[str, Any]]:
             values["TORCHSHIP_COMPILE_AHEAD_OF_TIME"] = "true"
             values["TORCHSHIP_COMPILE_CACHE_DIR"] = f"{CACHE_DIR}/aot"
     if model.cache:
-        values |= cache.pod_env(spec)
+        values |= cache_mount.pod_env(spec)
     for key, tensors in (("INPUTS", model.inputs), ("OUTPUTS", model.outputs)):
         if tensors:
             values[f"TORCHSHIP_MODEL_{key}"] = json.dumps(
@@ -267,7 +267,8 @@ def probe(path: str, period: int, failures: int, tls: bool) -> dict[str, Any]:
     }
 
 
-def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any]:
+def pod_volumes(name: str, spec: api.ModelServiceSpec) -> tuple[list[dict], list[dict]]:
+    """The pod's volumes and the runtime container's mounts of them."""
     mounts = [
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "cache", "mountPath": CACHE_DIR},
@@ -285,7 +286,7 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
             {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
     if spec.model.cache:
-        volume, claim_mounts = cache.pod_volume(name, spec)
+        volume, claim_mounts = cache_mount.pod_volume(name, spec)
         volumes.append(volume)
         mounts.extend(claim_mounts)
     if spec.tls:
@@ -314,6 +315,11 @@ def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any
                 },
             }
         )
+    return volumes, mounts
+
+
+def pod_spec(name: str, spec: api.ModelServiceSpec, image: str) -> dict[str, Any]:
+    volumes, mounts = pod_volumes(name, spec)
     ports = [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}]
     if spec.service.grpc_port:
         ports.append({"name": "grpc", "containerPort": RUNTIME_GRPC_PORT, "protocol": "TCP"})

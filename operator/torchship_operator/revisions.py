@@ -1,7 +1,7 @@
 """The observed revisions of a ModelService as the rollout state machine reads them: what was
 decided for each, how many of its pods are ready and available, and its name for a person.
 
-Pure and read-only: the state machine (rollout.py) asks, this module answers.
+Pure and read-only: the state machine (rollout/) asks, this module answers.
 """
 
 from __future__ import annotations

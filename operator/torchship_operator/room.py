@@ -2,9 +2,10 @@
 which pods of the desired revision the scheduler cannot place for lack of the GPU they ask for,
 and which ready pods of older revisions hold that GPU where those could run.
 
-Pure. The state machine decides how many old pods go and on which nodes (rollout.py, from the
-facts `facts` gives it); the operator then marks those pods (`chosen`, `DELETION_COST`) before
-it scales their Deployment down, so that the ReplicaSet removes exactly them.
+Pure. The state machine decides how many old pods go and on which nodes
+(rollout/making_room.py, from the facts `facts` gives it); the operator then marks those pods
+(`chosen`, `DELETION_COST`) before it scales their Deployment down, so that the ReplicaSet
+removes exactly them.
 """
 
 from __future__ import annotations

@@ -39,7 +39,9 @@ class Children:
 
     deployments: Sequence[Mapping[str, Any]]
     pods: Sequence[Mapping[str, Any]] = ()
-    offer: str | None = None  # what the nodes offer a pod waiting for a GPU (offers.describe)
+    offer: str | None = (
+        None  # what the nodes offer a pod waiting for a GPU (reconcilers/gpu_offer.describe)
+    )
 
 
 def deployment_failure(deployment: Mapping[str, Any]) -> Cause | None:

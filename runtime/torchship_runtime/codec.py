@@ -15,26 +15,11 @@ import orjson
 import torch
 from pydantic import ValidationError
 
+from torchship.datatypes import NUMPY_DTYPES
+
 from .errors import InferenceError, ModelFailure
 from .protocol import InferenceRequest, RequestOutput
 
-NUMPY_DTYPES: dict[str, np.dtype] = {
-    name: np.dtype(kind)
-    for name, kind in {
-        "BOOL": np.bool_,
-        "UINT8": np.uint8,
-        "UINT16": np.uint16,
-        "UINT32": np.uint32,
-        "UINT64": np.uint64,
-        "INT8": np.int8,
-        "INT16": np.int16,
-        "INT32": np.int32,
-        "INT64": np.int64,
-        "FP16": np.float16,
-        "FP32": np.float32,
-        "FP64": np.float64,
-    }.items()
-}
 DATATYPE_OF_NUMPY = {dtype: name for name, dtype in NUMPY_DTYPES.items()}
 TORCH_DTYPES: dict[str, torch.dtype] = {
     "BOOL": torch.bool,

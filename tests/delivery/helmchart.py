@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from harness import run_tool  # hack/, on pytest's pythonpath
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "torchship"
@@ -43,16 +44,7 @@ def helm(
     check: bool = True,
     timeout: float = 180,
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [str(helm_bin()), *args],
-        env=dict(env) if env is not None else None,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stderr}{proc.stdout}")
-    return proc
+    return run_tool([str(helm_bin()), *args], env=env, check=check, timeout=timeout)
 
 
 def value_args(values: Mapping[str, Any] | None, workdir: Path | None = None) -> list[str]:

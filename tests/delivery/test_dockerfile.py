@@ -112,6 +112,9 @@ def test_final_images_run_as_a_numeric_non_root_user(target: str):
 
 
 PACKAGE_DIRS = {"operator": "operator/torchship_operator", "runtime": "runtime/torchship_runtime"}
+# Beside its package, the runtime carries the protocol's datatype table from the base distribution.
+SHARED_COPY = "sdk/torchship/__init__.py sdk/torchship/datatypes.py /opt/torchship/app/torchship/"
+SHARED = {"operator": [], "runtime": [SHARED_COPY]}
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -120,6 +123,7 @@ def test_final_images_carry_no_build_tools(target: str):
     copies = stage.all("COPY")
     assert copies == [
         f"--from={target}-build /opt/torchship /opt/torchship",
+        *SHARED[target],
         f"{PACKAGE_DIRS[target]} /opt/torchship/app/{TARGETS[target]}",
     ], copies
     for run in stage.all("RUN"):
@@ -206,7 +210,11 @@ def test_the_context_is_what_the_images_need():
     assert not in_context("tests/conftest.py") and not in_context(".venv/bin/python")
     assert not in_context("runtime/torchship_runtime/__pycache__/x.cpython-311.pyc")
     tops = {f.split("/")[0] for f in context_files()}
-    assert tops == {"pyproject.toml", "operator", "runtime"}, tops
+    assert tops == {"pyproject.toml", "operator", "runtime", "sdk"}, tops
+    assert [f for f in context_files() if f.startswith("sdk/")] == [
+        "sdk/torchship/__init__.py",
+        "sdk/torchship/datatypes.py",
+    ]
 
 
 def copied_sources(stage: Stage) -> list[str]:

@@ -141,12 +141,7 @@ def test_canary_weights_on_the_route_are_the_steps_exactly_then_rollback(
     assert wait_for(lambda: weights(control_plane, namespace, "ranker") == {"v1": 100})
 
     apply(control_plane, namespace, "ranker", model=model("v2"), replicas=4, rollout=rollout)
-    seen = watch_weights(
-        control_plane,
-        namespace,
-        "ranker",
-        settled_on("v2"),
-    )
+    seen = watch_weights(control_plane, namespace, "ranker", settled_on("v2"))
     # 10% of 4 replicas is one pod of four, yet exactly 10% of the traffic.
     expected = [{"v2": 10, "v1": 90}, {"v2": 50, "v1": 50}]
     assert [s for s in seen if s in expected] == expected, seen
@@ -174,12 +169,7 @@ def test_canary_weights_on_the_route_are_the_steps_exactly_then_rollback(
     # Rollback: the kept v1 revision comes back through the same steps, on the same route.
     uid = got["metadata"]["uid"]
     apply(control_plane, namespace, "ranker", model=model("v1"), replicas=4, rollout=rollout)
-    seen = watch_weights(
-        control_plane,
-        namespace,
-        "ranker",
-        settled_on("v1"),
-    )
+    seen = watch_weights(control_plane, namespace, "ranker", settled_on("v1"))
     assert {"v1": 10, "v2": 90} in seen and {"v1": 50, "v2": 50} in seen, seen
     assert route(control_plane, namespace, "ranker")["metadata"]["uid"] == uid
     assert len(get_json(control_plane, "deployments", "-n", namespace)["items"]) == 2
@@ -190,12 +180,7 @@ def test_blue_green_switches_the_route_at_once(control_plane, operator, namespac
     apply(control_plane, namespace, "bg", model=model("v1"), replicas=2, rollout=rollout)
     wait_for(lambda: weights(control_plane, namespace, "bg") == {"v1": 100}, 60)
     apply(control_plane, namespace, "bg", model=model("v2"), replicas=2, rollout=rollout)
-    seen = watch_weights(
-        control_plane,
-        namespace,
-        "bg",
-        settled_on("v2"),
-    )
+    seen = watch_weights(control_plane, namespace, "bg", settled_on("v2"))
     # All or nothing (the pods here come up and go between two looks: the 0 weights may pass
     # unseen; the state machine's tests show them).
     assert all(set(s.values()) <= {0, 100} for s in seen), seen

@@ -11,7 +11,7 @@ import pytest
 import testenv
 from helpers import condition, get_json, wait_for
 
-from torchship_operator import offers
+from torchship_operator.reconcilers import gpu_offer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ def test_an_unmeetable_gpu_request_waits_for_a_gpu_saying_what_the_nodes_offer(
         },
     }
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(holder))
-    time.sleep(offers.CACHE_SECONDS + 1)
+    time.sleep(gpu_offer.CACHE_SECONDS + 1)
     spec = {"gpu": {"count": 1, "product": "NVIDIA-B200"}, "replicas": 1}
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=msvc("nowhere", **spec))
     started = time.monotonic()

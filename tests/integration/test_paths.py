@@ -92,27 +92,24 @@ def test_a_refused_child_write_is_in_status_with_the_api_servers_message_and_bac
     apply(control_plane, namespace, "refused", autoscaling=scaling, runtime=runtime)
     msvc_ready(control_plane, namespace, "msvc/refused")
     hpa = get_json(control_plane, "hpa", "refused", "-n", namespace)["spec"]
-    assert hpa["metrics"] == [
-        {
-            "type": "Resource",
-            "resource": {
-                "name": "memory",
-                "target": {"type": "Utilization", "averageUtilization": 80},
-            },
-        },
-        {
-            "type": "Pods",
-            "pods": {
-                "metric": {"name": "torchship_inflight_requests"},
-                "target": {"type": "AverageValue", "averageValue": "4"},
-            },
-        },
-    ]
+    memory, inflight = hpa["metrics"]
+    assert (memory["type"], inflight["type"]) == ("Resource", "Pods")
+    utilization = {"type": "Utilization", "averageUtilization": 80}
+    assert memory["resource"] == {"name": "memory", "target": utilization}
+    assert inflight["pods"]["metric"] == {"name": "torchship_inflight_requests"}
+    assert inflight["pods"]["target"] == {"type": "AverageValue", "averageValue": "4"}
     assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 120
     assert (
         condition(get_json(control_plane, "msvc", "refused", "-n", namespace), "Degraded")["status"]
         == "False"
     )
+
+
+def cluster_scoped(api_version: str, kind: str, prefix: str, namespace: str) -> dict:
+    """A cluster-scoped object's head, named for the test's namespace (the name is
+    cluster-wide: tests running side by side must not share it)."""
+    name = f"{prefix}-{namespace}"[:63]
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}}
 
 
 def closed_port() -> int:
@@ -125,9 +122,12 @@ def test_an_unreachable_webhook_backs_off_with_one_reconcile_error_event(
     control_plane, operator, namespace
 ):
     webhook = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": f"unreachable-{namespace}"[:63]},
+        **cluster_scoped(
+            "admissionregistration.k8s.io/v1",
+            "ValidatingWebhookConfiguration",
+            "unreachable",
+            namespace,
+        ),
         "webhooks": [
             {
                 "name": "unreachable.torchship.test",
@@ -247,12 +247,8 @@ def test_env_value_from_reaches_the_pods_and_stays_converged(control_plane, oper
 def test_runtime_class_name_is_set_and_a_missing_one_is_reported(
     control_plane, operator, namespace
 ):
-    runtime_class = {
-        "apiVersion": "node.k8s.io/v1",
-        "kind": "RuntimeClass",
-        "metadata": {"name": f"gpu-{namespace}"[:63]},
-        "handler": "nvidia",
-    }
+    runtime_class = cluster_scoped("node.k8s.io/v1", "RuntimeClass", "gpu", namespace)
+    runtime_class["handler"] = "nvidia"
     name = runtime_class["metadata"]["name"]
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(runtime_class))
     try:

@@ -5,10 +5,7 @@ by step, with no hand. The figures each test sees are printed (`pytest -s`)."""
 from __future__ import annotations
 
 import json
-import random
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,12 +14,12 @@ import torch
 from helpers import condition, get_json, wait_for
 from modelfiles import Faulty
 from workload import (
-    DIRECT,
     LABEL_REVISION,
     Load,
     apply,
     model_service,
     pods,
+    post,
     ready,
     ready_endpoints,
     wait_ready,
@@ -45,21 +42,6 @@ def body(first: float) -> bytes:
 GOOD, BAD = body(0.1), body(0.9)
 
 
-def post(address: str, model: str, payload: bytes) -> int:
-    """The status code of one inference request straight to a pod."""
-    request = urllib.request.Request(
-        f"http://{address}:8080/v2/models/{model}/infer",
-        data=payload,
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with DIRECT.open(request, timeout=10) as answer:
-            answer.read()
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 @dataclass
 class MixedLoad(Load):
     """The bounded Load, whose every `bad_every`-th request of each thread carries a row the
@@ -68,31 +50,14 @@ class MixedLoad(Load):
     bad_every: int = BAD_EVERY
     codes: dict[str, dict[int, int]] = field(default_factory=dict)
 
-    def _send(self) -> None:
-        sent = 0
-        while not self._done():
-            with self._lock:
-                choices = list(self._endpoints.items())
-            if not choices:
-                time.sleep(0.05)
-                continue
-            pod, address = random.choice(choices)
-            try:
-                code = post(address, self.model, BAD if sent % self.bad_every == 0 else GOOD)
-            except OSError as error:
-                code, why = 0, str(error)
-            else:
-                why = f"HTTP {code}"
-            sent += 1
-            with self._lock:
-                counted = self.codes.setdefault(pod, {})
-                counted[code] = counted.get(code, 0) + 1
-                if code == 200:
-                    self.ok += 1
-                    self.by_pod[pod] = self.by_pod.get(pod, 0) + 1
-                else:
-                    self.failures.append(f"{pod} {address}: {why}")
-            time.sleep(0.01)
+    def body(self, sent: int) -> bytes:
+        return BAD if sent % self.bad_every == 0 else GOOD
+
+    def _count(self, pod: str, address: str, code: int, why: str) -> None:
+        with self._lock:
+            counted = self.codes.setdefault(pod, {})
+            counted[code] = counted.get(code, 0) + 1
+        super()._count(pod, address, code, why)
 
 
 def patch(plane, namespace: str, name: str, spec: dict) -> None:
@@ -203,7 +168,7 @@ def test_a_canary_that_fails_requests_is_aborted_and_the_stable_keeps_serving(
         return endpoints if len(endpoints) == 2 and all(ready(p) for p in current) else None
 
     endpoints = wait_for(back_on_stable, timeout=120, interval=1)
-    after = [post(a, name, payload) for a in endpoints.values() for payload in (GOOD, BAD) * 10]
+    after = [post(a, name, p)[0] for a in endpoints.values() for p in (GOOD, BAD) * 10]
     print(f"after the abort: {len(after)} requests to the stable pods, codes {set(after)}")
     assert after == [200] * len(after)
 

@@ -10,7 +10,7 @@ import re
 import pytest
 from harness import file_server
 from helpers import condition, get_json, wait_for
-from workload import model_service, pods, ready
+from workload import model_service, pods, ready, served_model
 
 pytestmark = pytest.mark.usefixtures("real_operator")
 CLASS = "torchship-node-cache"
@@ -20,9 +20,7 @@ def test_scaling_from_one_to_three_downloads_the_model_once(
     real_plane, restricted_namespace, mlp_file, tmp_path
 ):
     ns, name = restricted_namespace, "cached"
-    www = tmp_path / "www"
-    www.mkdir()
-    (www / "mlp.pt").write_bytes(mlp_file.read_bytes())
+    www = served_model(tmp_path, mlp_file)
     real_plane.writable_volume(f"{ns}-cache", CLASS)
     hits: list[str] = []
     try:

@@ -10,9 +10,9 @@ import time
 import pytest
 from harness import file_server
 from helpers import condition, get_json, wait_for
-from workload import model_service
+from workload import model_service, served_model
 
-from torchship_operator.reconcile import FIRST_STATUS_GRACE
+from torchship_operator.reconcilers.report import FIRST_STATUS_GRACE
 
 pytestmark = pytest.mark.usefixtures("real_operator")
 # Seconds the server waits before it sends the model: longer than a new ModelService's first
@@ -34,9 +34,7 @@ def test_downloading_then_loading_then_ready_with_durations(
     real_plane, restricted_namespace, mlp_file, tmp_path
 ):
     ns, name = restricted_namespace, "phases"
-    www = tmp_path / "www"
-    www.mkdir()
-    (www / "mlp.pt").write_bytes(mlp_file.read_bytes())
+    www = served_model(tmp_path, mlp_file)
     hits: list[str] = []
     reasons: list[str] = []
     with file_server(www, real_plane.node.slot.host_ip, hits=hits, delay=DELAY) as base:

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from helpers import get_json
 
@@ -62,12 +63,38 @@ def wait_ready(plane, namespace: str, name: str, timeout: int = 240) -> dict:
     return get_json(plane, "msvc", name, "-n", namespace)
 
 
+def served_model(tmp_path: Path, mlp_file: Path) -> Path:
+    """A folder for a file server, holding the model as mlp.pt."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "mlp.pt").write_bytes(mlp_file.read_bytes())
+    return www
+
+
 def infer_body(rows: int = 1) -> bytes:
     data = [((i * 7) % 64) / 64 for i in range(64 * rows)]
     request = {
         "inputs": [{"name": "input__0", "datatype": "FP32", "shape": [rows, 64], "data": data}]
     }
     return json.dumps(request).encode()
+
+
+def post(address: str, model: str, body: bytes, port: int = 8080) -> tuple[int, str]:
+    """One inference request straight to a pod: its status code (0 when none came) and, for
+    any other than 200, why."""
+    request = urllib.request.Request(
+        f"http://{address}:{port}/v2/models/{model}/infer",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with DIRECT.open(request, timeout=10) as answer:
+            answer.read()
+            return answer.status, ""
+    except urllib.error.HTTPError as error:
+        return error.code, str(error)
+    except (urllib.error.URLError, OSError) as error:
+        return 0, str(error)
 
 
 def pods(plane, namespace: str, name: str) -> list[dict]:
@@ -167,7 +194,7 @@ class Load:
         )
 
     def _send(self) -> None:
-        body = infer_body()
+        sent = 0  # by this thread
         while not self._done():
             with self._lock:
                 choices = list(self._endpoints.items())
@@ -175,21 +202,22 @@ class Load:
                 time.sleep(0.05)
                 continue
             pod, address = random.choice(choices)
-            request = urllib.request.Request(
-                f"http://{address}:{self.port}/v2/models/{self.model}/infer",
-                data=body,
-                headers={"Content-Type": "application/json"},
-            )
-            try:
-                with DIRECT.open(request, timeout=10) as answer:
-                    answer.read()
-                with self._lock:
-                    self.ok += 1
-                    self.by_pod[pod] = self.by_pod.get(pod, 0) + 1
-            except (urllib.error.URLError, OSError) as error:
-                with self._lock:
-                    self.failures.append(f"{pod} {address}: {error}")
+            code, why = post(address, self.model, self.body(sent), self.port)
+            sent += 1
+            self._count(pod, address, code, why)
             time.sleep(0.01)  # a steady stream, not a flood: 2 cores also run the node
+
+    def body(self, sent: int) -> bytes:
+        """What a thread sends as its request number `sent`."""
+        return infer_body()
+
+    def _count(self, pod: str, address: str, code: int, why: str) -> None:
+        with self._lock:
+            if code == 200:
+                self.ok += 1
+                self.by_pod[pod] = self.by_pod.get(pod, 0) + 1
+            else:
+                self.failures.append(f"{pod} {address}: {why}")
 
 
 def endpoints_only_ready_pods(samples, allowed_revisions: set[str]) -> list[str]:

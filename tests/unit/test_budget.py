@@ -39,20 +39,24 @@ def test_make_room_first_with_no_surge():
     assert got == {"a": 2, "b": 1}
 
 
+# Two revisions' pods in any state within small bounds, and any budget.
+TWO_REVISIONS = {
+    "total": st.integers(0, 8),
+    "surge": st.integers(0, 3),
+    "unavailable": st.integers(0, 3),
+    "old": st.integers(0, 8),
+    "new": st.integers(0, 8),
+    "ready_old": st.integers(0, 8),
+    "ready_new": st.integers(0, 8),
+}
+
+
 def test_pods_that_are_not_ready_go_first():
     got = move({"a": 0, "b": 2}, {"a": 2, "b": 2}, {"a": 1, "b": 2}, total=2)
     assert got == {"a": 0, "b": 2}
 
 
-@given(
-    total=st.integers(0, 8),
-    surge=st.integers(0, 3),
-    unavailable=st.integers(0, 3),
-    old=st.integers(0, 8),
-    new=st.integers(0, 8),
-    ready_old=st.integers(0, 8),
-    ready_new=st.integers(0, 8),
-)
+@given(**TWO_REVISIONS)
 def test_a_transition_never_breaks_the_budget_it_starts_within(
     total, surge, unavailable, old, new, ready_old, ready_new
 ):
@@ -107,15 +111,7 @@ def test_apportion(counts, expected):
     assert apportion(counts) == expected
 
 
-@given(
-    total=st.integers(0, 8),
-    surge=st.integers(0, 3),
-    unavailable=st.integers(0, 3),
-    old=st.integers(0, 8),
-    new=st.integers(0, 8),
-    ready_old=st.integers(0, 8),
-    ready_new=st.integers(0, 8),
-)
+@given(**TWO_REVISIONS)
 def test_the_making_room_budget_adds_no_pod_and_keeps_all_but_one_ready(
     total, surge, unavailable, old, new, ready_old, ready_new
 ):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchship_operator import api, cache, render
+from torchship_operator import api, cache, cache_mount, render
 
 OWNER = render.Owner(name="resnet", namespace="ml", uid="u-1")
 IMAGE = "ghcr.io/torchship/runtime:0.1.0"
@@ -78,7 +78,7 @@ def test_every_pod_mounts_the_cache_read_only_and_waits_for_it():
         }
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["TORCHSHIP_MODEL_CACHE_DIR"] == cache.MOUNT
-        assert env["TORCHSHIP_FETCH_WAIT_SECONDS"] == str(cache.WAIT_SECONDS)
+        assert env["TORCHSHIP_FETCH_WAIT_SECONDS"] == str(cache_mount.WAIT_SECONDS)
 
 
 def test_with_compile_the_next_replica_finds_the_kernels_an_earlier_one_compiled():
@@ -104,11 +104,15 @@ def test_with_compile_the_next_replica_finds_the_kernels_an_earlier_one_compiled
     mounts = [m for m in runtime["volumeMounts"] if m["name"] == cache.VOLUME]
     assert mounts == [
         {"name": cache.VOLUME, "mountPath": cache.MOUNT, "readOnly": True},
-        {"name": cache.VOLUME, "mountPath": cache.KERNELS_MOUNT, "subPath": cache.KERNELS_SUBPATH},
+        {
+            "name": cache.VOLUME,
+            "mountPath": cache_mount.KERNELS_MOUNT,
+            "subPath": cache_mount.KERNELS_SUBPATH,
+        },
     ]
     env = {e["name"]: e.get("value") for e in runtime["env"]}
-    assert env["TORCHINDUCTOR_CACHE_DIR"] == f"{cache.KERNELS_MOUNT}/inductor"
-    assert env["TRITON_CACHE_DIR"] == f"{cache.KERNELS_MOUNT}/triton"
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == f"{cache_mount.KERNELS_MOUNT}/inductor"
+    assert env["TRITON_CACHE_DIR"] == f"{cache_mount.KERNELS_MOUNT}/triton"
     # Without the cache, the pod's own volume: a restart finds them, the next replica not.
     alone = api.ModelServiceSpec.model_validate(
         {
@@ -132,7 +136,7 @@ def test_ahead_of_time_packages_go_where_the_kernels_go():
 
     shared = env_of({"cache": {"size": "1Gi"}})
     assert shared["TORCHSHIP_COMPILE_AHEAD_OF_TIME"] == "true"
-    assert shared["TORCHSHIP_COMPILE_CACHE_DIR"] == f"{cache.KERNELS_MOUNT}/aot"
+    assert shared["TORCHSHIP_COMPILE_CACHE_DIR"] == f"{cache_mount.KERNELS_MOUNT}/aot"
     assert env_of({})["TORCHSHIP_COMPILE_CACHE_DIR"] == f"{render.CACHE_DIR}/aot"
     jit = render.runtime_env("resnet", api.ModelServiceSpec.model_validate(
         {"model": {**SOURCE, "format": "state-dict", "entrypoint": "m:build"},

@@ -1,6 +1,7 @@
-"""What offers.describe does when the nodes cannot be read: the expected failures (forbidden,
-the API server's error, a lost connection) leave the scheduler's words alone; anything else is
-a bug, and is raised for the work queue to report rather than swallowed."""
+"""What the GPU offer's read (reconcilers/gpu_offer.describe) does when the nodes cannot be
+read: the expected failures (forbidden, the API server's error, a lost connection) leave the
+scheduler's words alone; anything else is a bug, and is raised for the work queue to report
+rather than swallowed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from urllib3.exceptions import ProtocolError
 
 from torchship_operator import offers
 from torchship_operator.kube import Refused
+from torchship_operator.reconcilers import gpu_offer
 
 NEED = {"resource": "nvidia.com/gpu", "count": 1, "selector": {}}
 
@@ -29,8 +31,8 @@ class Failing:
 
 
 def describe(error: BaseException) -> str | None:
-    offers._cache.clear()
-    return asyncio.run(offers.describe(Failing(error), NEED))
+    gpu_offer._cache.clear()
+    return asyncio.run(gpu_offer.describe(Failing(error), NEED))
 
 
 def test_forbidden_nodes_leave_the_scheduler_alone_quietly(caplog):
@@ -81,8 +83,8 @@ class Nodes:
     ],
 )
 def test_a_namespaced_install_counts_no_free_gpus(clusterwide, said, asked):
-    offers._cache.clear()
+    gpu_offer._cache.clear()
     reader = Nodes()
-    text = asyncio.run(offers.describe(reader, NEED, clusterwide=clusterwide))
+    text = asyncio.run(gpu_offer.describe(reader, NEED, clusterwide=clusterwide))
     assert text == f"needs 1 nvidia.com/gpu; {said}"
     assert reader.asked == asked

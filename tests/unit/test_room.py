@@ -4,7 +4,7 @@ pods would free it, and which of them the operator marks (room.py, pure)."""
 from __future__ import annotations
 
 from torchship_operator import api, render, room, status
-from torchship_operator.reconcile import wanted
+from torchship_operator.reconcilers.report import wanted
 from torchship_operator.vocabulary import MAKING_ROOM, Cause
 
 H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}

@@ -7,7 +7,8 @@ from typing import Any
 
 from torchship_operator import api, render, status
 from torchship_operator.kube import Refused
-from torchship_operator.reconcile import Observed, refused_status
+from torchship_operator.reconcile import Observed
+from torchship_operator.reconcilers.report import refused_status
 from torchship_operator.vocabulary import Cause
 
 OWNER = render.Owner(name="mlp", namespace="ml", uid="u")

@@ -10,7 +10,7 @@ import pytest
 
 from torchship_operator import kube as kube_module
 from torchship_operator.kube import Kube
-from torchship_operator.reconcile import FIRST_STATUS_GRACE, first_status_hold
+from torchship_operator.reconcilers.report import FIRST_STATUS_GRACE, first_status_hold
 
 KEY = ("Deployment", "ml", "mlp-1")
 

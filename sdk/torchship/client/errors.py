@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from ..errors import TorchshipError
 
-class InferenceError(Exception):
+
+class InferenceError(TorchshipError):
     """A request the server refused or failed; `message` is the server's `error` text."""
 
     def __init__(self, message: str, status: int | None = None, url: str | None = None) -> None:
-        where = f" ({status} from {url})" if status is not None and url else ""
-        super().__init__(f"{message}{where}")
-        self.message = message
-        self.status = status
+        super().__init__(message, status)
         self.url = url
+
+    def __str__(self) -> str:
+        where = f" ({self.status} from {self.url})" if self.status is not None and self.url else ""
+        return f"{self.message}{where}"
 
 
 class InvalidRequest(InferenceError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -59,6 +60,10 @@ class Call:
     headers: Mapping[str, str] | None = None
     # Health checks answer 503 as a fact, not as "try again".
     retry_503: bool = True
+
+    def send(self, http: httpx.Client | httpx.AsyncClient) -> Any:
+        """Send it: httpx's response, or with an AsyncClient the awaitable of it."""
+        return http.request(self.method, self.path, content=self.body, headers=self.headers)
 
 
 def model_path(model: str, version: str | None) -> str:
@@ -173,6 +178,23 @@ class _Calls(abc.ABC):
     another transport of the protocol (gRPC) offers these same methods and returns the same
     InferResult, reusing `tensors` for the arrays."""
 
+    _transport: type[httpx.Client] | type[httpx.AsyncClient]
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        retry: Retry | None = None,
+        headers: Mapping[str, str] | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.retry = retry or Retry()
+        self._http = self._transport(
+            base_url=self.url, headers=headers_for(token, headers), timeout=timeout, verify=verify
+        )
+
     @abc.abstractmethod
     def _run(self, call: Call) -> Any: ...
 
@@ -219,7 +241,7 @@ class _Calls(abc.ABC):
         return self._run(call)
 
 
-class InferenceClient(_Calls):
+class InferenceClient(_Calls, contextlib.AbstractContextManager):
     """A blocking Open Inference Protocol v2 client (torchship, KServe, Triton):
 
     with InferenceClient("http://127.0.0.1:8080") as client:
@@ -227,28 +249,13 @@ class InferenceClient(_Calls):
         y = result["output__0"]
     """
 
-    def __init__(
-        self,
-        url: str,
-        token: str | None = None,
-        timeout: float = 30.0,
-        retry: Retry | None = None,
-        headers: Mapping[str, str] | None = None,
-        verify: bool | str = True,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.retry = retry or Retry()
-        self._http = httpx.Client(
-            base_url=self.url, headers=headers_for(token, headers), timeout=timeout, verify=verify
-        )
+    _transport = httpx.Client
 
     def _run(self, call: Call) -> Any:
         for attempt in range(self.retry.attempts):
             error, response = None, None
             try:
-                response = self._http.request(
-                    call.method, call.path, content=call.body, headers=call.headers
-                )
+                response = call.send(self._http)
             except RETRIED_ERRORS as e:
                 error = e
             done, value = settle(self.retry, attempt, call, self.url, error, response)
@@ -260,9 +267,6 @@ class InferenceClient(_Calls):
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> InferenceClient:
-        return self
-
     def __exit__(self, *exc: object) -> None:
         self.close()
 
@@ -270,28 +274,13 @@ class InferenceClient(_Calls):
 class AsyncInferenceClient(_Calls):
     """The asyncio twin of InferenceClient: the same calls, awaited."""
 
-    def __init__(
-        self,
-        url: str,
-        token: str | None = None,
-        timeout: float = 30.0,
-        retry: Retry | None = None,
-        headers: Mapping[str, str] | None = None,
-        verify: bool | str = True,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.retry = retry or Retry()
-        self._http = httpx.AsyncClient(
-            base_url=self.url, headers=headers_for(token, headers), timeout=timeout, verify=verify
-        )
+    _transport = httpx.AsyncClient
 
     async def _run(self, call: Call) -> Any:
         for attempt in range(self.retry.attempts):
             error, response = None, None
             try:
-                response = await self._http.request(
-                    call.method, call.path, content=call.body, headers=call.headers
-                )
+                response = await call.send(self._http)
             except RETRIED_ERRORS as e:
                 error = e
             done, value = settle(self.retry, attempt, call, self.url, error, response)

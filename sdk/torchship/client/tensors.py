@@ -13,25 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from ..datatypes import NUMPY_DTYPES
 from .errors import ProtocolError
 
-DTYPES: dict[str, np.dtype] = {
-    name: np.dtype(kind).newbyteorder("<")
-    for name, kind in {
-        "BOOL": np.bool_,
-        "UINT8": np.uint8,
-        "UINT16": np.uint16,
-        "UINT32": np.uint32,
-        "UINT64": np.uint64,
-        "INT8": np.int8,
-        "INT16": np.int16,
-        "INT32": np.int32,
-        "INT64": np.int64,
-        "FP16": np.float16,
-        "FP32": np.float32,
-        "FP64": np.float64,
-    }.items()
-}
+DTYPES = NUMPY_DTYPES
 DATATYPE_OF = {dtype.kind + str(dtype.itemsize): name for name, dtype in DTYPES.items()}
 HEADER_LENGTH = "inference-header-content-length"
 # Tensors at least this large travel as raw bytes: JSON costs ~10x the bytes and a parse each way.

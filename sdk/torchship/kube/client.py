@@ -4,6 +4,7 @@ writes status or anything the operator owns."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,7 @@ MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 
 
-class ModelServices:
+class ModelServices(contextlib.AbstractContextManager):
     """`ModelServices(namespace="ml")`: the ModelServices of one namespace, through the
     standard kubeconfig (or a named `context`), or the service account inside a pod. Writes
     carry `field_manager`, so managedFields tell who changed what."""
@@ -210,9 +211,6 @@ class ModelServices:
 
     def close(self) -> None:
         self.session.close()
-
-    def __enter__(self) -> ModelServices:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

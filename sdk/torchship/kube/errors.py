@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from ..errors import TorchshipError
 
-class KubeError(Exception):
-    """A request the API server refused; `message` is its Status message."""
+
+class KubeError(TorchshipError):
+    """A request the API server refused; `message` is its Status message, `reason` its
+    CamelCase reason."""
 
     def __init__(self, message: str, status: int | None = None, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+        super().__init__(message, status)
         self.reason = reason
 
 

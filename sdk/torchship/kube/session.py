@@ -12,6 +12,8 @@ from typing import Any
 
 from kubernetes import client, config
 
+from torchship_operator import transport
+
 from .errors import Conflict, Invalid, KubeError, NotFound
 
 # What Kubernetes mounts into every pod: the service account's token, the cluster CA, the
@@ -35,22 +37,12 @@ class Session:
         timeout: float = 30,
         **query: Any,
     ) -> Any:
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        method, url, headers, _, post = self.api_client.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=[(k, v) for k, v in query.items() if v is not None],
-            header_params=headers,
-            auth_settings=["BearerToken"],
+        query_params = [(k, v) for k, v in query.items() if v is not None]
+        status, _, data = transport.send(
+            self.api_client, method, path, body, content_type, query_params, timeout
         )
-        response = self.api_client.call_api(
-            method, url, headers, body, post, _request_timeout=timeout
-        )
-        data = response.read()
-        if not 200 <= response.status < 300:
-            raise error_of(response.status, data)
+        if not 200 <= status < 300:
+            raise error_of(status, data)
         return json.loads(data) if data else None
 
     def close(self) -> None:

@@ -11,8 +11,8 @@ import time
 import pytest
 import testenv
 import yaml
-from conftest import paused, start_operator, stop_operator
 from helpers import condition, get_json, wait_for
+from operatorprocess import paused, start_operator, stop_operator
 from test_modelservice import msvc, utc_now
 
 from torchship_operator import rbac

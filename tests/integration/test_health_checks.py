@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import paused
 from healthchecks import argocd_health, flux_health
 from helpers import condition, get_json, wait_for
+from operatorprocess import paused
 from test_rollouts import apply, model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "delivery" / "fixtures" / "health"

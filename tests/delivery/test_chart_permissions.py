@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import harness
@@ -18,8 +19,28 @@ import pytest
 import testenv
 from helmchart import install_rbac, remove_rbac, service_account_kubeconfig
 from helpers import condition, get_json, wait_for
+from operatorprocess import install_crds
 
+# A control plane of this module's own: on the suite's shared one, the session's cluster-admin
+# operator would reconcile these ModelServices too (their claims made before ours asks), and ours
+# would reconcile other tests' leftovers in namespaces being deleted.
+pytestmark = pytest.mark.cluster
 CACHE_CLASS = "torchship-permissions-test"
+
+
+@pytest.fixture(scope="module")
+def own_plane(tmp_path_factory) -> Iterator[testenv.ControlPlane]:
+    plane = testenv.ControlPlane(
+        workdir=tmp_path_factory.mktemp("permissions-cp"), bin_dir=testenv.build_binaries()
+    )
+    plane.start()
+    try:
+        install_crds(plane)
+        yield plane
+    finally:
+        plane.stop()
+
+
 GATEWAY_CRDS = ("httproutes", "gateways", "gatewayclasses", "grpcroutes", "referencegrants")
 
 
@@ -81,9 +102,10 @@ def made(events: list[dict], verb: str, resource: str, subresource: str | None =
 
 
 @pytest.mark.parametrize("mode", ["cluster-wide", "namespaced"])
-def test_every_feature_runs_under_exactly_the_charts_rules(
-    control_plane, installed_crds, namespace, tmp_path: Path, mode
-):
+def test_every_feature_runs_under_exactly_the_charts_rules(own_plane, tmp_path: Path, mode):
+    control_plane = own_plane
+    namespace = f"perm-{mode}"
+    control_plane.kubectl("create", "namespace", namespace)
     control_plane.kubectl("apply", "--server-side", "-f", str(testenv.gateway_api_crds()))
     control_plane.wait_established(
         *(f"{plural}.gateway.networking.k8s.io" for plural in GATEWAY_CRDS)

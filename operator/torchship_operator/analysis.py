@@ -74,11 +74,19 @@ class Counters:
 
 @dataclass(frozen=True)
 class Figures:
-    """A revision's traffic in one window."""
+    """A revision's traffic in one window, from the pods read at both its ends."""
 
     requests: int = 0
     errors: int = 0
     p99_ms: float | None = None  # None: no request, or all of them beyond the last bound
+    # Pods read at both ends of the window (None: not counted). 0 means the revision was not
+    # measured at all (its pods unreadable, or each replaced within the window), which is not
+    # the same as a revision that served no request.
+    pods: int | None = None
+
+    @property
+    def unread(self) -> bool:
+        return self.pods == 0
 
     @property
     def error_ratio(self) -> float:
@@ -86,25 +94,33 @@ class Figures:
 
     @classmethod
     def of(cls, counters: Iterable[Counters]) -> Figures:
-        total = Counters()
+        total, pods = Counters(), 0
         for c in counters:
-            total = total.plus(c)
+            total, pods = total.plus(c), pods + 1
         p99 = quantile(0.99, total.buckets)
-        return cls(round(total.requests), round(total.errors), p99 * 1000 if p99 else p99)
+        return cls(round(total.requests), round(total.errors), p99 * 1000 if p99 else p99, pods)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"requests": self.requests, "errors": self.errors}
         if self.p99_ms is not None:
             out["latencyP99Ms"] = round(self.p99_ms, 1)
+        if self.pods is not None:
+            out["pods"] = self.pods
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Figures:
+        pods = data.get("pods")
         return cls(
-            int(data.get("requests", 0)), int(data.get("errors", 0)), data.get("latencyP99Ms")
+            int(data.get("requests", 0)),
+            int(data.get("errors", 0)),
+            data.get("latencyP99Ms"),
+            None if pods is None else int(pods),
         )
 
     def describe(self) -> str:
+        if self.unread:
+            return "not read (no pod read at both ends of the window)"
         latency = f", p99 {self.p99_ms:.1f}ms" if self.p99_ms is not None else ""
         return f"{self.errors} errors in {self.requests} requests{latency}"
 
@@ -147,6 +163,8 @@ def judge(policy: AnalysisPolicy, m: Measurement) -> Verdict:
     little traffic to say), or for a latency ratio while the stable has too little to compare."""
     canary, stable = m.canary, m.stable
     seen = f"canary {canary.describe()}; stable {stable.describe()}"
+    if canary.unread:
+        return Verdict("Inconclusive", f"the canary was not measured ({seen})")
     if canary.requests < policy.min_requests:
         return Verdict(
             "Inconclusive",
@@ -164,6 +182,11 @@ def judge(policy: AnalysisPolicy, m: Measurement) -> Verdict:
         return Verdict("Failed", f"canary p99 {p99:.1f}ms > maxLatencyP99Ms {limit:g} ({seen})")
     ratio = policy.max_latency_p99_ratio
     if ratio is not None:
+        # Nothing to compare with is no comparison passed.
+        if stable.unread:
+            return Verdict(
+                "Inconclusive", f"the stable revision was not measured to compare with ({seen})"
+            )
         if stable.requests < policy.min_requests or not stable.p99_ms:
             return Verdict(
                 "Inconclusive",

@@ -401,7 +401,8 @@ class RolloutSpec(ApiModel):
     """What a rollout does when a new pod cannot be placed for lack of the GPU it asks for (the
     scheduler's Insufficient nvidia.com/gpu). Wait: the pod waits, and the rollout aborts at
     progressDeadlineSeconds. MakeRoom: old pods give up their GPUs to it one at a time (maxSurge
-    counts as 0, maxUnavailable as at least 1 while it lasts). RollingUpdate and Canary only."""
+    counts as 0 while room is made, maxUnavailable as at least 1 until the rollout ends,
+    Available's included). RollingUpdate and Canary only."""
 
     model_config = validations(
         rule(
@@ -588,8 +589,9 @@ class ModelServiceStatus(ApiModel):
     observed_generation: int | None = None
     """metadata.generation this status was computed for."""
     conditions: list[Condition] | None = None
-    """Ready (serving the desired revision in full), Available (enough replicas serving),
-    Progressing (a rollout underway), Degraded (something needs a person), Routed (the
+    """Ready (every replica serves, whichever revision; no failure), Available (enough replicas
+    serving), Progressing (a rollout under way, and where it is), Degraded (something needs a
+    person), Routed (the
     HTTPRoute as its Gateway reports it; trafficRouting gateway-api only)."""
     replicas: int | None = None
     """Replicas across revisions (the scale subresource)."""

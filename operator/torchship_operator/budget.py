@@ -96,3 +96,19 @@ def apportion(counts: Mapping[str, int]) -> dict[str, int]:
                 shares[donor] -= 1
                 shares[k] = 1
     return shares
+
+
+# The rollout phases during which a rollout moves pods (status.rollout.phase).
+UNDER_WAY = frozenset({"Progressing", "Paused"})
+
+
+def allowed_unavailable(
+    max_unavailable: int, make_room: bool, rollout: Mapping[str, object] | None
+) -> int:
+    """The ready pods the total may lack before Available turns False: maxUnavailable; with
+    whenFull MakeRoom, one at least while a rollout is under way (an old pod gives its GPU up
+    before the new pod on it is ready). A steady service counts by maxUnavailable alone."""
+    under_way = (rollout or {}).get("phase") in UNDER_WAY
+    if make_room and under_way:
+        return max(max_unavailable, 1)
+    return max_unavailable

@@ -197,11 +197,11 @@ def classify(desired: Mapping[str, Any], live: Mapping[str, Any]) -> Applied:
 
 
 class Refused(Exception):
-    """The API server refused a write for a reason only a change can fix (invalid, forbidden,
-    over quota): `message` is its own words."""
+    """The API server refused a request (a write, or a read of a child) for a reason only a
+    change can fix (invalid, forbidden, over quota): `message` is its own words."""
 
     def __init__(self, kind: str, name: str, code: int, message: str) -> None:
-        super().__init__(f"{kind} {name}: {message}")
+        super().__init__(f"{kind} {name}: {message}" if name else f"{kind}: {message}")
         self.kind, self.name, self.code, self.message = kind, name, code, message
 
 
@@ -220,13 +220,15 @@ def server_message(error: ApiException) -> str:
 
 
 @contextlib.contextmanager
-def refusals(kind: str, name: str) -> Iterator[None]:
-    """Turn a 4xx that no retry cures into `Refused`; the rest propagates unchanged."""
+def refusals(kind: str, name: str, passing: frozenset[int] = frozenset()) -> Iterator[None]:
+    """Turn a 4xx that no retry cures into `Refused`; the rest (and the codes in `passing`,
+    which the caller reads itself) propagates unchanged."""
     try:
         yield
     except ApiException as error:
-        if error.status is not None and 400 <= error.status < 500 and error.status not in TRANSIENT:
-            raise Refused(kind, name, error.status, server_message(error)) from error
+        code = error.status
+        if code is not None and 400 <= code < 500 and code not in TRANSIENT | passing:
+            raise Refused(kind, name, code, server_message(error)) from error
         raise
 
 
@@ -348,15 +350,17 @@ class Kube:
         return json.loads(data) if data else None
 
     async def get(self, path: str, **query: Any) -> dict[str, Any] | None:
-        """A read (a list of nodes, say), outside the watch caches."""
-        return await self._call("GET", path, **query)
+        """A read outside the watch caches; `Refused` when forbidden, as a refused write (a
+        404 stays an ApiException for the caller)."""
+        with refusals(resource_of(path), "", passing=frozenset({404})):
+            return await self._call("GET", path, **query)
 
     async def read(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
-        """One object, None when there is none."""
+        """One object, None when there is none; `Refused` when the read is refused."""
+        path = f"{PATHS[(api_version, kind)].format(namespace=namespace)}/{name}"
         try:
-            return await self.get(
-                f"{PATHS[(api_version, kind)].format(namespace=namespace)}/{name}"
-            )
+            with refusals(kind, name, passing=frozenset({404})):
+                return await self._call("GET", path)
         except ApiException as error:
             if error.status == 404:
                 return None

@@ -1,22 +1,15 @@
 """What the nodes offer a pod that waits for a GPU: "needs 1 nvidia.com/gpu on
 nvidia.com/gpu.product=NVIDIA-B300; nodes with that product: none; NVIDIA-H100-80GB-HBM3:
-2 nodes, 0 free". `summary` is pure; `describe` reads the nodes (and the pods on the GPU nodes,
-for what is free) and keeps the answer a little while, so a burst of reconciles reads once.
+2 nodes, 0 free". Pure: reconcilers/gpu_offer.py reads the nodes (and the pods on the GPU
+nodes, for what is free) and keeps the answer a little while.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-log = logging.getLogger("torchship.offers")
-
 PRODUCT_LABEL = "nvidia.com/gpu.product"
-CACHE_SECONDS = 15.0
-# Above this many GPU nodes, free GPUs are not counted (a pod list per node).
-MAX_NODES_COUNTED = 20
 MAX_GROUPS = 6
 
 
@@ -92,43 +85,3 @@ def requested(pod: Mapping[str, Any], resource: str) -> int:
         limits = (container.get("resources") or {}).get("limits") or {}
         total += quantity(limits.get(resource, 0))
     return total
-
-
-_cache: dict[str, tuple[float, list[dict[str, Any]], dict[str, int] | None]] = {}
-
-
-async def describe(kube: Any, need: Mapping[str, Any]) -> str | None:
-    """The offer summary from the cluster; None when the nodes cannot be read (no RBAC for
-    them: the scheduler's own words then stand alone)."""
-    resource = need["resource"]
-    cached = _cache.get(resource)
-    if cached is None or time.monotonic() - cached[0] > CACHE_SECONDS:
-        try:
-            listed = await kube.get("/api/v1/nodes")
-        except Exception as error:  # forbidden, unreachable: say what the scheduler says
-            log.debug("nodes not readable: %s", error)
-            return None
-        nodes = [node_view(n) for n in (listed or {}).get("items", [])]
-        gpu_nodes = [n for n in nodes if quantity(n["allocatable"].get(resource, 0)) > 0]
-        used = await _used(kube, gpu_nodes, resource)
-        cached = (time.monotonic(), nodes, used)
-        _cache[resource] = cached
-    return summary(need, cached[1], cached[2])
-
-
-async def _used(kube: Any, nodes: list[dict[str, Any]], resource: str) -> dict[str, int] | None:
-    if len(nodes) > MAX_NODES_COUNTED:
-        return None
-    used: dict[str, int] = {}
-    try:
-        for node in nodes:
-            pods = await kube.get(
-                "/api/v1/pods",
-                fieldSelector=f"spec.nodeName={node['name']},"
-                "status.phase!=Succeeded,status.phase!=Failed",
-            )
-            used[node["name"]] = sum(requested(p, resource) for p in (pods or {}).get("items", []))
-    except Exception as error:  # a namespaced install cannot list pods cluster-wide
-        log.debug("pods on GPU nodes not readable: %s", error)
-        return None
-    return used

@@ -87,7 +87,7 @@ async def reconcile(
         await report.write_status(kube, owner, previous, new_status, outcome)
         return outcome
 
-    said.offer = await gpu_offer(observed.pods, desired, kube)
+    said.offer = await gpu_offer(observed.pods, desired, kube, settings.clusterwide)
     new_status = reported(observed, owner, spec, desired, decision, said)
     outcome.requeue_after = decision.requeue_after
     come_back(outcome, policy, decision, desired, said, scraper, key, now)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import offers, phases, render
+from . import budget, offers, phases, render
 from .routing import RouteReport
 from .vocabulary import MAKING_ROOM, Cause, DeploymentView, revision_of
 
@@ -28,6 +28,7 @@ class Wanted:
     revision: str  # the revision the conditions are about
     total: int
     max_unavailable: int = 0
+    make_room: bool = False  # rollout.whenFull MakeRoom (budget.allowed_unavailable)
     url: str = ""
     grpc_address: str | None = None
 
@@ -38,7 +39,9 @@ class Children:
 
     deployments: Sequence[Mapping[str, Any]]
     pods: Sequence[Mapping[str, Any]] = ()
-    offer: str | None = None  # what the nodes offer a pod waiting for a GPU (offers.describe)
+    offer: str | None = (
+        None  # what the nodes offer a pod waiting for a GPU (reconcilers/gpu_offer.describe)
+    )
 
 
 def deployment_failure(deployment: Mapping[str, Any]) -> Cause | None:
@@ -151,7 +154,14 @@ def compute(
         "observedGeneration": generation,
         "conditions": [
             condition(kind, ok, reason, message, generation, old, now)
-            for kind, ok, reason, message in conditions(wanted, views, current, done, cause)
+            for kind, ok, reason, message in conditions(
+                wanted,
+                views,
+                current,
+                done,
+                cause,
+                budget.allowed_unavailable(wanted.max_unavailable, wanted.make_room, rollout),
+            )
         ]
         + (
             [condition("Routed", *routed.fields, generation, old, now)]
@@ -215,23 +225,30 @@ def conditions(
     current: DeploymentView | None,
     done: bool,
     cause: Cause | None,
+    unavailable: int = 0,
 ) -> list[Condition]:
     """Ready, Available, Progressing and Degraded, each from the same facts: whether the wanted
-    revision is done, and the one cause (failed, or waited for) when it is not."""
+    revision is done, and the one cause (failed, or waited for) when it is not. Ready says the
+    service answers at the capacity it promises (every replica ready, whichever revision: a
+    paused canary serves); Progressing says where a rollout is. `unavailable`: the ready pods
+    Available may lack (budget.allowed_unavailable)."""
     total = wanted.total
     counts = replica_counts(wanted, current)
     failed = cause is not None and cause.kind == "failed"
     pending = cause or Cause.waiting("RolloutInProgress", counts)
+    ready_total = sum(v.ready for v in views)
 
     if not failed and total == 0:
         ready: Condition = ("Ready", False, "ScaledToZero", "spec.replicas is 0")
     elif not failed and done:
         ready = ("Ready", True, "Ready", counts)
+    elif not failed and ready_total >= total:
+        serving = f"{ready_total} replicas ready for {total}; a rollout is under way"
+        ready = ("Ready", True, "Ready", f"{serving} (see Progressing)")
     else:
         ready = ("Ready", False, pending.reason, pending.message)
 
-    ready_total = sum(v.ready for v in views)
-    floor = max(1, total - wanted.max_unavailable)
+    floor = max(1, total - unavailable)
     if total > 0 and ready_total >= floor:
         available = ("Available", True, "MinimumReplicasAvailable", f"{ready_total} replicas ready")
     else:
@@ -252,6 +269,17 @@ def conditions(
     else:
         degraded = ("Degraded", False, "AsExpected", "")
     return [ready, available, progressing, degraded]
+
+
+def cause_told(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The condition whose reason a status's Event tells: Ready's, but Progressing's while a
+    rollout moves under a Ready that serves (a canary pause, making room); None without
+    conditions."""
+    found = {c["type"]: c for c in status.get("conditions") or []}
+    ready, progressing = found.get("Ready"), found.get("Progressing")
+    if ready and ready["status"] == "True" and progressing and progressing["status"] == "True":
+        return progressing
+    return ready
 
 
 def phase(view: DeploymentView, desired: str, done: bool) -> str:

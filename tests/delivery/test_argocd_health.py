@@ -17,7 +17,12 @@ from healthchecks import argocd_health, argocd_run, as_lua_sees
 ROOT = Path(__file__).resolve().parents[2]
 ARGOCD_CM = ROOT / "examples/argocd/argocd-cm.yaml"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "health"
-EXPECTED = {"healthy": "Healthy", "progressing": "Progressing", "degraded": "Degraded"}
+EXPECTED = {
+    "healthy": "Healthy",
+    "progressing": "Progressing",
+    "suspended": "Suspended",
+    "degraded": "Degraded",
+}
 
 
 def run(obj: dict[str, Any], script: str | None = None) -> tuple[dict[str, Any], Any]:
@@ -108,17 +113,67 @@ NOT_DEGRADED = cond("Degraded", "False", "AsExpected")
             "Degraded",
             "RolloutAborted",
         ),
+        # A paused canary serves (Ready) and waits: Suspended, whatever Ready says.
         (
             ms(
                 observedGeneration=2,
                 conditions=[
-                    cond("Ready", "False", "CanaryPaused", "canary at 10% of traffic"),
+                    READY,
                     cond("Progressing", "True", "CanaryPaused", "canary at 10% of traffic"),
                     NOT_DEGRADED,
                 ],
             ),
-            "Progressing",
+            "Suspended",
             "canary at 10% of traffic",
+        ),
+        (
+            ms(
+                observedGeneration=2,
+                conditions=[
+                    cond("Ready", "False", "AwaitingPromotion", "step 0 at 50%"),
+                    cond("Progressing", "True", "AwaitingPromotion", "step 0 at 50%"),
+                    NOT_DEGRADED,
+                ],
+            ),
+            "Suspended",
+            "step 0 at 50%",
+        ),
+        # Serving at capacity while a rollout moves on its own: not Healthy until it is over.
+        (
+            ms(
+                observedGeneration=2,
+                conditions=[
+                    READY,
+                    cond("Progressing", "True", "RolloutInProgress", "1/2 replicas of v2"),
+                    NOT_DEGRADED,
+                ],
+            ),
+            "Progressing",
+            "1/2 replicas of v2",
+        ),
+        (
+            ms(
+                observedGeneration=2,
+                conditions=[
+                    READY,
+                    cond("Progressing", "True", "AwaitingAnalysis", "step 0: measuring"),
+                    NOT_DEGRADED,
+                ],
+            ),
+            "Progressing",
+            "step 0: measuring",
+        ),
+        (
+            ms(
+                observedGeneration=2,
+                conditions=[
+                    READY,
+                    cond("Progressing", "False", "RolloutComplete", "2/2"),
+                    NOT_DEGRADED,
+                ],
+            ),
+            "Healthy",
+            "2/2 replicas ready",
         ),
         (
             ms(observedGeneration=2, conditions=[cond("Ready", "Unknown", "Starting", "")]),

@@ -113,7 +113,13 @@ def test_flux_kustomization_points_at_an_overlay_and_checks_modelservice_health(
     assert (check["apiVersion"], check["kind"]) == ("torchship.dev/v1alpha1", "ModelService")
 
 
-FLUX_STATUS = {"healthy": "Current", "progressing": "InProgress", "degraded": "Failed"}
+# kstatus has no Suspended: a paused canary serves, and is Current.
+FLUX_STATUS = {
+    "healthy": "Current",
+    "progressing": "InProgress",
+    "suspended": "Current",
+    "degraded": "Failed",
+}
 FIXTURES = ROOT / "tests" / "delivery" / "fixtures" / "health"
 
 

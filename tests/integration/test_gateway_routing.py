@@ -10,8 +10,12 @@ import time
 
 import pytest
 import testenv
+import yaml
 from helpers import condition, get_json, wait_for
+from operatorprocess import paused, start_operator, stop_operator
 from test_modelservice import msvc, utc_now
+
+from torchship_operator import rbac
 
 GATEWAY_CRDS = ("httproutes", "gateways", "gatewayclasses", "grpcroutes", "referencegrants")
 
@@ -305,3 +309,40 @@ def test_without_the_gateway_api_the_status_says_what_to_install(
     )
     assert ready(obj)
     assert weights(control_plane, namespace, "bare") == {"v1": 100}
+
+
+def test_a_route_the_operator_may_not_read_is_told_in_status(
+    control_plane, operator, namespace, gateway_api, tmp_path
+):
+    """trafficRouting gateway-api with an operator whose rules leave the HTTPRoutes out (the
+    chart's gatewayAPI.enabled off): the first read of the route is forbidden, and the status
+    says so in the API server's words (ApplyRefused), as for a refused write; no
+    ReconcileError."""
+    user = "torchship-no-gateway"
+    role = rbac.cluster_role(user, gateway_api=False)
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": user},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": user},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
+    with paused(operator):
+        limited = start_operator(control_plane, tmp_path / "no-gateway.log", user=user, groups=())
+        try:
+            rollout = routed("RollingUpdate")
+            apply(control_plane, namespace, "unrouted", model=model("v1"), rollout=rollout)
+            obj = wait_condition(control_plane, namespace, "unrouted", "Degraded", status="True")
+            ready_now = condition(obj, "Ready")
+            assert (ready_now["status"], ready_now["reason"]) == ("False", "ApplyRefused")
+            message = condition(obj, "Degraded")["message"]
+            assert message.startswith("HTTPRoute unrouted: "), message
+            assert "forbidden" in message and "httproutes" in message, message
+            assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+            events = get_json(control_plane, "events", "-n", namespace)["items"]
+            reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "unrouted"}
+            assert "ApplyRefused" in reasons and "ReconcileError" not in reasons, reasons
+        finally:
+            stop_operator(limited)
+            control_plane.kubectl("delete", "msvc/unrouted", "-n", namespace, "--wait=false")

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import paused
 from healthchecks import argocd_health, flux_health
 from helpers import condition, get_json, wait_for
+from operatorprocess import paused
 from test_rollouts import apply, model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "delivery" / "fixtures" / "health"
@@ -43,10 +43,12 @@ def live(control_plane, namespace: str, name: str) -> dict:
     return get_json(control_plane, "msvc", name, "-n", namespace)
 
 
-def reason_is(control_plane, namespace: str, name: str, reason: str) -> Callable[[], dict]:
+def reason_is(
+    control_plane, namespace: str, name: str, reason: str, kind: str = "Ready"
+) -> Callable[[], dict]:
     def check():
         obj = live(control_plane, namespace, name)
-        return obj if condition(obj, "Ready").get("reason") == reason else None
+        return obj if condition(obj, kind).get("reason") == reason else None
 
     return check
 
@@ -77,13 +79,16 @@ def test_degraded_apply_refused(control_plane, operator, namespace):
     check_both(captured(obj, "degraded-apply-refused"), "Degraded", "Failed")
 
 
-def test_progressing_canary_paused(control_plane, operator, namespace):
+def test_suspended_canary_paused(control_plane, operator, namespace):
+    """A paused canary serves every replica (Ready) and waits (Progressing): Argo CD says
+    Suspended; kstatus, which has no such state, Current."""
     rollout = {"strategy": "Canary", "steps": [{"weight": 50, "pauseSeconds": 600}]}
     apply(control_plane, namespace, "resnet", model=model("v2"), replicas=2, rollout=rollout)
     wait_for(reason_is(control_plane, namespace, "resnet", "Ready"), 60)
     apply(control_plane, namespace, "resnet", model=model("v3"), replicas=2, rollout=rollout)
-    obj = wait_for(reason_is(control_plane, namespace, "resnet", "CanaryPaused"), 60)
-    check_both(captured(obj, "progressing-canary"), "Progressing", "InProgress")
+    paused_step = reason_is(control_plane, namespace, "resnet", "CanaryPaused", "Progressing")
+    obj = wait_for(lambda: (o := paused_step()) and condition(o, "Ready")["status"] == "True" and o)
+    check_both(captured(obj, "suspended-canary"), "Suspended", "Current")
 
 
 @pytest.mark.parametrize("first", [True, False], ids=["no-status", "generation-behind"])

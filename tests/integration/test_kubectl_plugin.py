@@ -108,9 +108,11 @@ def test_status_promote_abort_rollback_as_a_person_reads_them(
     assert lines[0] == "Name:        web"
     assert lines[1] == f"Namespace:   {namespace}"
     assert lines[2] == "Version:     v2"
-    assert lines[3].startswith(
-        f"Ready:       False   AwaitingPromotion: step 0 of revision {target} (v2) at 50%: "
-        "waiting for spec.rollout.promotedStep >= 0"
+    # Every replica serves while the step waits: Ready; the Rollout line and Progressing say
+    # where the rollout is.
+    assert lines[3] == (
+        "Ready:       True   Ready: 2 replicas ready for 2; a rollout is under way "
+        "(see Progressing)"
     )
     assert lines[4] == "Replicas:    2 ready of 2 desired"
     assert lines[5] == (

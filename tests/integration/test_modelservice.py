@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import testenv
 from helpers import condition, get_json, wait_for
+
+from torchship_operator.reconcilers import gpu_offer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,18 +32,52 @@ def utc_now() -> str:
 
 
 def wait_ready(control_plane, namespace: str, ref: str, timeout: int = 60) -> None:
-    control_plane.kubectl(
-        "wait", "-n", namespace, "--for=condition=Ready", ref, f"--timeout={timeout}s"
-    )
+    """Rolled out and serving: no rollout under way for the latest spec, then Ready (a rollout
+    keeps Ready while every replica serves)."""
+    for wanted in ("Progressing=False", "Ready"):
+        control_plane.kubectl(
+            "wait", "-n", namespace, f"--for=condition={wanted}", ref, f"--timeout={timeout}s"
+        )
 
 
 def deployments(control_plane, namespace: str) -> list[dict]:
     return get_json(control_plane, "deployments", "-n", namespace)["items"]
 
 
+def gpu_pods(control_plane) -> list[str]:
+    """Pods anywhere that still hold a GPU (not finished)."""
+    return [
+        f"{p['metadata']['namespace']}/{p['metadata']['name']}"
+        for p in get_json(control_plane, "pods", "-A")["items"]
+        if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+        and any(
+            "nvidia.com/gpu" in (c.get("resources") or {}).get("limits", {})
+            for c in p["spec"]["containers"]
+        )
+    ]
+
+
 def test_an_unmeetable_gpu_request_waits_for_a_gpu_saying_what_the_nodes_offer(
     control_plane, operator, namespace
 ):
+    # The offer counts exactly what the kwok nodes have free: earlier tests' GPU pods gone, one
+    # GPU of the A10 node held here, and the operator's last node read (kept CACHE_SECONDS)
+    # older than that.
+    wait_for(lambda: not gpu_pods(control_plane), timeout=90)
+    holder = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "holds-a-gpu"},
+        "spec": {
+            "nodeName": "gpu-a10-0",
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [
+                {"name": "c", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "1"}}}
+            ],
+        },
+    }
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(holder))
+    time.sleep(gpu_offer.CACHE_SECONDS + 1)
     spec = {"gpu": {"count": 1, "product": "NVIDIA-B200"}, "replicas": 1}
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=msvc("nowhere", **spec))
     started = time.monotonic()
@@ -57,8 +93,14 @@ def test_an_unmeetable_gpu_request_waits_for_a_gpu_saying_what_the_nodes_offer(
     asked, *offered, scheduler = ready["message"].split("; ")
     assert asked == "needs 1 nvidia.com/gpu on nvidia.com/gpu.product=NVIDIA-B200"
     assert offered[0] == "nodes with that product: none"
-    assert re.fullmatch(r"NVIDIA-A10: 1 node, [0-2] free", offered[1]), offered
-    assert re.fullmatch(r"NVIDIA-H100-80GB-HBM3: 2 nodes, [0-8] free", offered[2]), offered
+    gpus = {
+        product: sum(n.gpus for n in testenv.FAKE_NODES if n.product == product)
+        for product in ("NVIDIA-A10", "NVIDIA-H100-80GB-HBM3")
+    }
+    assert offered[1:] == [
+        f"NVIDIA-A10: 1 node, {gpus['NVIDIA-A10'] - 1} free",  # one held by holds-a-gpu
+        f"NVIDIA-H100-80GB-HBM3: 2 nodes, {gpus['NVIDIA-H100-80GB-HBM3']} free",
+    ], offered
     assert scheduler.startswith("scheduler: 0/")
     assert "nodes are available" in scheduler and "node affinity/selector" in scheduler
     degraded = condition(get_json(control_plane, "msvc", "nowhere", "-n", namespace), "Degraded")

@@ -10,8 +10,8 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-from conftest import ROOT, paused, start_operator, stop_operator
 from helpers import get_json, wait_for
+from operatorprocess import ROOT, paused, start_operator, stop_operator
 from test_modelservice import msvc, utc_now
 
 from torchship_operator import rbac

@@ -20,10 +20,10 @@ from test_modelservice import wait_ready as msvc_ready
 from test_rollouts import apply, model, split
 
 
-def ready_reason(control_plane, namespace: str, name: str, reason: str):
+def ready_reason(control_plane, namespace: str, name: str, reason: str, kind: str = "Ready"):
     def check():
-        ready = condition(get_json(control_plane, "msvc", name, "-n", namespace), "Ready")
-        return ready if ready.get("reason") == reason else None
+        found = condition(get_json(control_plane, "msvc", name, "-n", namespace), kind)
+        return found if found.get("reason") == reason else None
 
     return check
 
@@ -213,11 +213,12 @@ def test_a_canary_step_without_a_pause_waits_for_promoted_step(control_plane, op
     apply(control_plane, namespace, "manual", model=model("v1"), replicas=2, rollout=rollout)
     msvc_ready(control_plane, namespace, "msvc/manual")
     apply(control_plane, namespace, "manual", model=model("v2"), replicas=2, rollout=rollout)
-    waiting = wait_for(ready_reason(control_plane, namespace, "manual", "AwaitingPromotion"), 60)
-    assert waiting["status"] == "False"
+    awaiting = ready_reason(control_plane, namespace, "manual", "AwaitingPromotion", "Progressing")
+    waiting = wait_for(awaiting, 60)
+    assert waiting["status"] == "True"
     time.sleep(3)  # it stays there
     assert split(control_plane, namespace) == {"v1": 1, "v2": 1}
-    assert ready_reason(control_plane, namespace, "manual", "AwaitingPromotion")()
+    assert awaiting()
     promoted = rollout | {"promotedStep": 0}
     apply(control_plane, namespace, "manual", model=model("v2"), replicas=2, rollout=promoted)
     wait_for(lambda: split(control_plane, namespace) == {"v1": 0, "v2": 2}, 60)

@@ -6,7 +6,7 @@ import json
 import time
 
 from helpers import condition, get_json, wait_for
-from test_modelservice import msvc, utc_now
+from test_modelservice import msvc, utc_now, wait_ready
 
 
 def apply(control_plane, namespace: str, name: str, **spec) -> None:
@@ -23,9 +23,8 @@ def split(control_plane, namespace: str) -> dict[str, int]:
 
 
 def ready(control_plane, namespace: str, name: str, timeout: int = 90) -> None:
-    control_plane.kubectl(
-        "wait", "-n", namespace, "--for=condition=Ready", f"msvc/{name}", f"--timeout={timeout}s"
-    )
+    """Rolled out and serving (see test_modelservice.wait_ready)."""
+    wait_ready(control_plane, namespace, f"msvc/{name}", timeout)
 
 
 def model(version: str) -> dict:
@@ -193,3 +192,50 @@ def test_rolling_back_reuses_the_kept_revision(control_plane, operator, namespac
     assert len(deployments) == 2  # no new Deployment for the rollback
     again = next(d for d in deployments if d["metadata"]["name"] == v1["metadata"]["name"])
     assert again["metadata"]["uid"] == v1["metadata"]["uid"]
+
+
+def test_a_paused_canary_is_ready_and_progressing_and_a_pipeline_waits_for_its_end(
+    control_plane, operator, namespace
+):
+    """Through a canary, Ready says the service answers at its capacity (it never stops) and
+    Progressing where the rollout is; the waits of docs/rollouts.md hold until it is over."""
+    rollout = {"strategy": "Canary", "steps": [{"weight": 50}]}
+    apply(control_plane, namespace, "piped", model=model("v1"), replicas=2, rollout=rollout)
+    ready(control_plane, namespace, "piped")
+    before = condition(get_json(control_plane, "msvc", "piped", "-n", namespace), "Ready")
+    assert before["status"] == "True"
+
+    apply(control_plane, namespace, "piped", model=model("v2"), replicas=2, rollout=rollout)
+    generation = get_json(control_plane, "msvc", "piped", "-n", namespace)["metadata"]["generation"]
+    msvc = ["-n", namespace, "msvc/piped"]
+    control_plane.kubectl(
+        "wait", *msvc, f"--for=jsonpath={{.status.observedGeneration}}={generation}",
+        "--timeout=60s",
+    )  # fmt: skip
+
+    def paused() -> dict | None:
+        obj = get_json(control_plane, "msvc", "piped", "-n", namespace)
+        awaiting = condition(obj, "Progressing").get("reason") == "AwaitingPromotion"
+        return obj if awaiting and split(control_plane, namespace) == {"v1": 1, "v2": 1} else None
+
+    obj = wait_for(paused, 60)
+    ready_now, progressing = condition(obj, "Ready"), condition(obj, "Progressing")
+    assert (ready_now["status"], ready_now["reason"]) == ("True", "Ready")
+    assert ready_now["lastTransitionTime"] == before["lastTransitionTime"]  # never False
+    assert progressing["status"] == "True"
+    assert obj["status"]["rollout"]["phase"] == "Paused"
+    # A pipeline's wait for the end of the rollout holds while the step waits for a person...
+    held = control_plane.kubectl(
+        "wait", *msvc, "--for=condition=Progressing=False", "--timeout=5s", check=False
+    )
+    assert held.returncode != 0, held.stdout
+    # ...and returns once it is promoted and over.
+    promoted = rollout | {"promotedStep": 0}
+    apply(control_plane, namespace, "piped", model=model("v2"), replicas=2, rollout=promoted)
+    control_plane.kubectl("wait", *msvc, "--for=condition=Progressing=False", "--timeout=60s")
+    control_plane.kubectl("wait", *msvc, "--for=condition=Degraded=False", "--timeout=0s")
+    obj = get_json(control_plane, "msvc", "piped", "-n", namespace)
+    assert split(control_plane, namespace) == {"v1": 0, "v2": 2}
+    assert condition(obj, "Progressing")["reason"] == "RolloutComplete"
+    assert condition(obj, "Ready")["lastTransitionTime"] == before["lastTransitionTime"]
+    assert obj["status"]["rollout"]["phase"] == "Stable"

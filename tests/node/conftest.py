@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import testenv
-from integration.conftest import RunningOperator, install_crds, start_operator, stop_operator
+from operatorprocess import RunningOperator, install_crds, start_operator, stop_operator
 from skips import skip_unless_installable
 from workload import RUNTIME_IMAGE
 

@@ -226,7 +226,9 @@ def test_a_healthy_canary_is_promoted_step_by_step_on_its_measurements(
         assert record["passed"] >= 1 and record["failed"] == 0 and record["last"] == "Passed"
         assert record["canary"]["requests"] >= ANALYSIS["minRequests"]
         assert record["canary"]["errors"] == 0 and record["stable"]["errors"] == 0
-        assert record["stable"]["requests"] > 0
+        # The stable pod was read at both ends of the window (measured), and served in it.
+        assert record["canary"]["pods"] == 1 and record["stable"]["pods"] == 1, record
+        assert record["stable"]["requests"] > 0, record
     # Each step's pause ended before a measurement passed: it waited for the analysis.
     assert (0, "AwaitingAnalysis") in reasons and (1, "AwaitingAnalysis") in reasons, reasons
     new = ms["status"]["rollout"]["stableRevision"]

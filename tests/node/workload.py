@@ -53,10 +53,13 @@ def apply(plane, namespace: str, manifest: str) -> None:
 
 
 def wait_ready(plane, namespace: str, name: str, timeout: int = 240) -> dict:
-    plane.kubectl(
-        "wait", "-n", namespace, "--for=condition=Ready", f"msvc/{name}", f"--timeout={timeout}s",
-        timeout=timeout + 30,
-    )  # fmt: skip
+    """Rolled out and serving: no rollout under way for the latest spec, then Ready (a rollout
+    keeps Ready while every replica serves)."""
+    for condition in ("Progressing=False", "Ready"):
+        plane.kubectl(
+            "wait", "-n", namespace, f"--for=condition={condition}", f"msvc/{name}",
+            f"--timeout={timeout}s", timeout=timeout + 30,
+        )  # fmt: skip
     return get_json(plane, "msvc", name, "-n", namespace)
 
 

@@ -18,7 +18,7 @@ import testenv
 from helpers import condition, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from integration.conftest import install_crds, start_operator, stop_operator
+from operatorprocess import install_crds, start_operator, stop_operator
 
 # Each test starts a control plane of its own: `make unit` (-m "not cluster") leaves them out.
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]

@@ -85,3 +85,35 @@ def test_the_verdicts_on_the_recorded_window(policy, result, said):
     verdict = judge(policy, measurement())
     assert verdict.result == result, verdict.message
     assert said in verdict.message
+
+
+def test_a_revision_no_pod_of_which_was_read_twice_is_not_measured_not_idle():
+    """The stable pod unreadable at the window's end (its /metrics timed out, or it was
+    replaced within the window): the stable was not measured, which the record and the verdict
+    say, rather than "0 requests"; a revision read twice that served nothing is idle."""
+    before = Reading(at=100.0, pods={"canary-1": ("new", page(1)), "stable-1": ("old", page(1))})
+    unread = Reading(at=130.0, pods={"canary-1": ("new", page(2)), "stable-2": ("old", page(2))})
+    m = measure(before, unread, canary="new", stable="old")
+    assert (m.canary.pods, m.canary.requests) == (1, 30)
+    assert (m.stable.pods, m.stable.requests) == (0, 0) and m.stable.unread
+    assert m.stable.to_dict() == {"requests": 0, "errors": 0, "pods": 0}
+    assert Figures.from_dict(m.stable.to_dict()) == m.stable
+    ratio = AnalysisPolicy(max_latency_p99_ratio=2.5, min_requests=10)
+    verdict = judge(ratio, m)
+    assert verdict.result == "Inconclusive"
+    assert "stable revision was not measured" in verdict.message
+    assert "stable not read (no pod read at both ends of the window)" in verdict.message
+    # An absolute threshold needs no stable figures: judged on the canary's alone.
+    assert judge(AnalysisPolicy(max_error_ratio=0.2, min_requests=10), m).result == "Passed"
+
+    idle = Reading(at=130.0, pods={"canary-1": ("new", page(2)), "stable-1": ("old", page(1))})
+    m = measure(before, idle, canary="new", stable="old")
+    assert (m.stable.pods, m.stable.requests) == (1, 0) and not m.stable.unread
+    verdict = judge(ratio, m)
+    assert verdict.result == "Inconclusive" and "0 stable requests" in verdict.message
+
+    # No canary pod read twice: nothing to judge, whatever the thresholds.
+    gone = Reading(at=130.0, pods={"stable-1": ("old", page(2))})
+    m = measure(before, gone, canary="new", stable="old")
+    verdict = judge(AnalysisPolicy(max_error_ratio=0.2, min_requests=0), m)
+    assert verdict.result == "Inconclusive" and "canary was not measured" in verdict.message

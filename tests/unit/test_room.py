@@ -4,7 +4,7 @@ pods would free it, and which of them the operator marks (room.py, pure)."""
 from __future__ import annotations
 
 from torchship_operator import api, render, room, status
-from torchship_operator.reconcilers.report import allowed_unavailable
+from torchship_operator.reconcilers.report import wanted
 from torchship_operator.vocabulary import MAKING_ROOM, Cause
 
 H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
@@ -130,9 +130,37 @@ def test_the_facts_read_pods_as_the_pod_cache_holds_them():
     assert room.facts(pods, "a", "b") == {"room_on": ("gpu-0",)}  # m-a-2 is going already
 
 
-def test_make_room_accepts_one_pod_short_before_available_turns_false():
-    def allowed(**rollout) -> int:
-        return allowed_unavailable(api.RolloutSpec.model_validate(rollout))
+def test_make_room_accepts_one_pod_short_only_while_a_rollout_moves_pods():
+    """whenFull MakeRoom: an old pod gives its GPU up before the new pod on it is ready, so
+    Available counts maxUnavailable as at least 1 during a rollout; a steady service one pod
+    short is not Available."""
+    owner = render.Owner(name="m", namespace="ns", uid="u")
+    deployment = {
+        "metadata": {"name": "m-a", "labels": {render.LABEL_REVISION: "a"}, "generation": 1},
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 1, "readyReplicas": 1, "availableReplicas": 1},
+    }
 
-    assert allowed() == 0 and allowed(maxUnavailable=2) == 2
-    assert allowed(whenFull="MakeRoom") == 1 and allowed(whenFull="MakeRoom", maxUnavailable=2) == 2
+    def available(rollout: dict, phase: str) -> str:
+        spec = api.ModelServiceSpec.model_validate(
+            {"model": {"uri": "file:///m.pt", "format": "torchscript"}, "replicas": 2}
+            | {"rollout": rollout}
+        )
+        computed = status.compute(
+            owner=owner,
+            wanted=wanted(owner, spec, "a"),
+            children=status.Children([deployment]),
+            generation=1,
+            previous={},
+            now="2026-01-01T00:00:00Z",
+            rollout={"phase": phase, "stableRevision": "a"},
+        )
+        return next(c for c in computed["conditions"] if c["type"] == "Available")["status"]
+
+    make_room = {"whenFull": "MakeRoom"}
+    assert available(make_room, "Progressing") == "True"
+    assert available(make_room, "Paused") == "True"
+    assert available(make_room, "Stable") == "False"
+    assert available(make_room, "Aborted") == "False"
+    assert available({}, "Progressing") == "False"
+    assert available({"maxUnavailable": 1}, "Stable") == "True"

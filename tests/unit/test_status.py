@@ -199,6 +199,26 @@ def test_a_rollout_step_that_waits_is_named():
     assert brief(s)["Degraded"] == ("False", "AsExpected")
 
 
+def test_a_paused_canary_that_serves_every_replica_is_ready_and_progressing():
+    """Ready says the service answers at its capacity; Progressing says the rollout waits."""
+    step = Cause.waiting("CanaryPaused", "step 0 of revision x at 50%: paused for 3600s")
+    canary = [deployment(replicas=1, ready=1), deployment(revision=OLD, replicas=1, ready=1)]
+    s = compute(canary, cause=step)
+    assert brief(s) == {
+        "Ready": ("True", "Ready"),
+        "Available": ("True", "MinimumReplicasAvailable"),
+        "Progressing": ("True", "CanaryPaused"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert conditions(s)["Progressing"]["message"] == step.message
+    # One pod short of the promised capacity: not Ready, and the step says why it waits.
+    short = [deployment(replicas=1, ready=1), deployment(revision=OLD, replicas=1, ready=0)]
+    assert brief(compute(short, cause=step))["Ready"] == ("False", "CanaryPaused")
+    # A failure is never Ready, whatever serves.
+    failed = compute(canary, cause=Cause.failed("ApplyRefused", "forbidden"))
+    assert brief(failed)["Ready"] == ("False", "ApplyRefused")
+
+
 def test_grpc_address_beside_the_url():
     s = compute([deployment()], grpc_address="mlp.ml.svc.cluster.local:8081")
     assert s["url"] == "http://mlp.ml.svc.cluster.local:8080"
@@ -214,7 +234,12 @@ def test_scaled_to_zero():
 
 def test_old_revisions_still_running_keep_it_progressing():
     s = compute([deployment(), deployment(revision=OLD, replicas=1, ready=1, version="v0")])
-    assert brief(s)["Ready"] == ("False", "RolloutInProgress")
+    # Every replica serves: Ready; the rollout is not over: Progressing.
+    assert brief(s)["Ready"] == ("True", "Ready")
+    assert brief(s)["Progressing"] == ("True", "RolloutInProgress")
+    assert conditions(s)["Ready"]["message"] == (
+        "3 replicas ready for 2; a rollout is under way (see Progressing)"
+    )
     assert (s["replicas"], s["readyReplicas"]) == (3, 3)
     phases = {r["revision"]: r["phase"] for r in s["revisions"]}
     assert phases == {REV: "Progressing", OLD: "Serving"}
@@ -285,3 +310,16 @@ def test_a_refused_write_is_ready_false_and_degraded_in_the_api_servers_words():
     assert [r["weight"] for r in after["revisions"]] == [100]
     # Computed again from the same world: the same status, so nothing is written.
     assert refused_status(spec, REV, observed(after), refused) == after
+
+
+def test_the_event_tells_ready_or_where_a_serving_rollout_is():
+    """A status's Event follows Ready's reason, and Progressing's while a rollout moves under a
+    Ready that serves (a canary pause, old pods making room)."""
+    step = Cause.waiting("CanaryPaused", "step 0 of revision x at 50%: paused for 3600s")
+    canary = [deployment(replicas=1, ready=1), deployment(revision=OLD, replicas=1, ready=1)]
+    assert status.cause_told(compute(canary, cause=step))["reason"] == "CanaryPaused"
+    short = [deployment(replicas=1, ready=1), deployment(revision=OLD, replicas=1, ready=0)]
+    told = status.cause_told(compute(short, cause=step))
+    assert (told["type"], told["reason"]) == ("Ready", "CanaryPaused")
+    assert status.cause_told(compute([deployment()]))["reason"] == "Ready"
+    assert status.cause_told({}) is None

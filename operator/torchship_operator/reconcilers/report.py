@@ -59,18 +59,11 @@ def wanted(owner: render.Owner, spec: api.ModelServiceSpec, revision: str) -> st
     return status.Wanted(
         revision=revision,
         total=spec.total_replicas,
-        max_unavailable=allowed_unavailable(spec.rollout),
+        max_unavailable=spec.rollout.max_unavailable,
+        make_room=spec.rollout.when_full == "MakeRoom",
         url=render.service_url(owner, spec),
         grpc_address=render.grpc_address(owner, spec),
     )
-
-
-def allowed_unavailable(spec: api.RolloutSpec) -> int:
-    """The ready pods the total may lack before Available turns False: maxUnavailable, or one
-    at least with whenFull MakeRoom, which accepts one pod short while an old pod makes room."""
-    if spec.when_full == "MakeRoom":
-        return max(spec.max_unavailable, 1)
-    return spec.max_unavailable
 
 
 def refused_status(
@@ -122,21 +115,22 @@ async def write_status(
     log.debug("status of %s/%s differs in %s", owner.namespace, owner.name, changed)
     await kube.patch_status(owner.namespace, owner.name, previous, new)
     outcome.writes.append("status")
-    old_ready = next((c for c in previous.get("conditions") or [] if c["type"] == "Ready"), None)
-    # One event per change of cause. Pods coming up, and a first Ready after them, are told by
-    # RevisionCreated and the rollout's events already (a thousand new ModelServices would
+    # One event per change of cause: Ready's, or Progressing's while a rollout moves under a
+    # serving Ready (status.cause_told). Pods coming up, and a first Ready after them, are told
+    # by RevisionCreated and the rollout's events already (a thousand new ModelServices would
     # otherwise cost a thousand more writes).
-    changed = old_ready is None or old_ready["reason"] != ready["reason"]
+    cause, old = status.cause_told(new), status.cause_told(previous)
+    changed = old is None or old["reason"] != cause["reason"]
     # Start phases are told by their own Events, with durations (starts.py).
-    routine = ready["reason"] in COMING_UP or (
-        ready["reason"] == "Ready" and (old_ready is None or old_ready["reason"] in COMING_UP)
+    routine = cause["reason"] in COMING_UP or (
+        cause["reason"] == "Ready" and (old is None or old["reason"] in COMING_UP)
     )
     # An Event of the same reason this pass already says it (AnalysisFailed, with figures).
-    told = any(e.reason == ready["reason"] for e in outcome.events)
+    told = any(e.reason == cause["reason"] for e in outcome.events)
     if changed and not routine and not told:
         degraded = next(c for c in new["conditions"] if c["type"] == "Degraded")
         kind = "Warning" if degraded["status"] == "True" else "Normal"
-        outcome.emit(kind, ready["reason"], ready["message"] or ready["reason"])
+        outcome.emit(kind, cause["reason"], cause["message"] or cause["reason"])
     log.info(
         "status of %s/%s updated: Ready=%s (%s)",
         owner.namespace,

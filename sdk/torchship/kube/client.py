@@ -191,13 +191,17 @@ class ModelServices(contextlib.AbstractContextManager):
             time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
 
     def wait_ready(self, name: str, timeout: float = 300, poll: float = 1.0) -> ModelService:
-        """Return once Ready is True for the latest spec. Raise NotReady at once when the
-        rollout is aborted or the spec invalid (neither changes without a new spec), else after
-        `timeout` seconds, with the reason and message the operator gave."""
+        """Return once the latest spec is rolled out and serves: Ready True and no rollout
+        under way (Progressing not True; a paused canary serves, Ready, but is not done). Raise
+        NotReady at once when the rollout is aborted or the spec invalid (neither changes
+        without a new spec), else after `timeout` seconds, with the reason and message the
+        operator gave."""
 
         def ready(ms: ModelService) -> bool:
             cond = ms.condition("Ready")
-            if cond is not None and cond.status == "True":
+            progressing = ms.condition("Progressing")
+            moving = progressing is not None and progressing.status == "True"
+            if cond is not None and cond.status == "True" and not moving:
                 return True
             if ms.rollout.get("phase") == "Aborted" or (cond and cond.reason == "InvalidSpec"):
                 raise not_ready(ms, None)
@@ -237,6 +241,9 @@ def not_ready(ms: ModelService, waited: float | None) -> NotReady:
             waited,
         )
     reason, message = cond.reason, cond.message
+    progressing = ms.condition("Progressing")
+    if cond.status == "True" and progressing is not None and progressing.status == "True":
+        reason, message = progressing.reason, progressing.message  # serving; the rollout waits
     degraded = ms.condition("Degraded")
     if ms.rollout.get("phase") == "Aborted" and degraded is not None:
         reason, message = degraded.reason, degraded.message

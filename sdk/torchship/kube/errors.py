@@ -27,7 +27,8 @@ class Conflict(KubeError):
 
 
 class NotReady(TimeoutError):
-    """wait_ready gave up: `reason` and `message` are those of the Ready condition then."""
+    """wait_ready gave up: `reason` and `message` are those of the Ready condition then (of
+    Progressing when every replica serves but the rollout is not over)."""
 
     def __init__(self, name: str, reason: str, message: str, waited: float | None) -> None:
         after = f" after {waited:g}s" if waited is not None else ""

@@ -76,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
     command("abort", "stop the rollout: the spec goes back to the stable revision")
     rollback = command("rollback", "set the spec back to a kept revision")
     rollback.add_argument("--to", metavar="REV", help="revision hash (or prefix) or version")
-    wait = command("wait", "wait until Ready")
+    wait = command("wait", "wait until rolled out and Ready")
     wait.add_argument("--timeout", type=float, default=300, help="seconds (300)")
     infer = command("infer", "send one inference request to the ModelService")
     infer.add_argument(

@@ -1,8 +1,12 @@
 -- Argo CD health check for torchship.dev ModelService (resource.customizations.health).
 -- Healthy: the operator has seen the latest spec (status.observedGeneration equals
--- metadata.generation) and the Ready condition is True.
+-- metadata.generation), the Ready condition is True (every replica serves) and no rollout is
+-- under way (Progressing is not True).
 -- Degraded: the Degraded condition is True for the latest spec (its message says why).
--- Progressing: anything else, including no status yet and a spec the operator has not seen.
+-- Suspended: a canary paused at a step (Progressing True, reason CanaryPaused or
+-- AwaitingPromotion): it serves, and waits for its pause to end or for a person.
+-- Progressing: anything else, including a rollout under way, no status yet and a spec the
+-- operator has not seen.
 local hs = {}
 
 local function find(conditions, kind)
@@ -60,6 +64,17 @@ if current(degraded, generation) and degraded.status == "True" then
   return hs
 end
 
+local progressing = find(status.conditions, "Progressing")
+if current(progressing, generation) and progressing.status == "True" then
+  if progressing.reason == "CanaryPaused" or progressing.reason == "AwaitingPromotion" then
+    hs.status = "Suspended"
+  else
+    hs.status = "Progressing"
+  end
+  hs.message = describe(progressing, "Progressing")
+  return hs
+end
+
 local ready = find(status.conditions, "Ready")
 if current(ready, generation) and ready.status == "True" then
   hs.status = "Healthy"
@@ -68,10 +83,7 @@ if current(ready, generation) and ready.status == "True" then
 end
 
 hs.status = "Progressing"
-local progressing = find(status.conditions, "Progressing")
-if current(progressing, generation) and progressing.status == "True" then
-  hs.message = describe(progressing, "Progressing")
-elseif current(ready, generation) then
+if current(ready, generation) then
   hs.message = describe(ready, "Waiting for the ModelService to become Ready")
 else
   hs.message = "Waiting for the ModelService to become Ready"

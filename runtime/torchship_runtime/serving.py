@@ -14,6 +14,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -26,6 +27,9 @@ from .shutdown import Shutdown
 from .termination import report_failure
 from .tls import Certificates
 
+if TYPE_CHECKING:
+    from .generation.model import TransformersModel
+
 log = logging.getLogger("torchship.runtime")
 
 
@@ -35,12 +39,33 @@ class Server(uvicorn.Server):
         yield  # SIGTERM and SIGINT belong to the shutdown module
 
 
-async def serve(settings: RuntimeSettings) -> int:
-    model = None
-    if settings.model_format == "transformers":  # the generation package, imported only here
-        from .generation.model import TransformersModel
+def generative_model(settings: RuntimeSettings) -> TransformersModel | None:
+    """The transformers format's model, or None for the tensor formats (the data plane's own)."""
+    if settings.model_format != "transformers":
+        return None
+    from .generation.model import TransformersModel  # the generation package, imported only here
 
-        model = TransformersModel(settings)
+    return TransformersModel(settings)
+
+
+def http_config(app: App, settings: RuntimeSettings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        date_header=False,
+        backlog=2048,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
+    )
+
+
+async def serve(settings: RuntimeSettings) -> int:
+    model = generative_model(settings)
     plane = DataPlane(settings, model)
     try:
         app = App(plane)
@@ -55,19 +80,7 @@ async def serve(settings: RuntimeSettings) -> int:
     except (OSError, ValueError, ssl.SSLError) as error:
         report_failure(f"torchship-runtime: {error}", settings.termination_message_path)
         return 2
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        date_header=False,
-        backlog=2048,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
-    )
+    config = http_config(app, settings)
     watching = None
     if certificates is not None:
         config.load()

@@ -130,16 +130,7 @@ def write_faulty(fmt: str, directory: Path) -> ModelFile:
     spec.loader.exec_module(module)
     model = module.build()
     path = directory / f"faulty{suffix(fmt)}"
-    if fmt == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.jit is deprecated, still the format
-            torch.jit.script(model).save(str(path))
-    elif fmt == "exported-program":
-        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-        program = torch.export.export(model, (torch.zeros(2, WIDTH),), dynamic_shapes=({0: batch},))
-        torch.export.save(program, str(path))
-    else:
-        torch.save(model.state_dict(), path)
+    save(model, fmt, path)
     return ModelFile(path, FAULTY_ENTRYPOINTS.get(fmt), model)
 
 
@@ -147,11 +138,8 @@ def suffix(fmt: str) -> str:
     return ".pt2" if fmt == "exported-program" else ".pt"
 
 
-def write(fmt: str, directory: Path, name: str = "model") -> ModelFile:
-    """The model of `fmt` as `directory/name<suffix>` (plus its code for entrypoint formats)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    model = build()
-    path = directory / f"{name}{suffix(fmt)}"
+def save(model: torch.nn.Module, fmt: str, path: Path) -> None:
+    """`model` as a file of `fmt` (its weights alone for the entrypoint formats)."""
     if fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit is deprecated, still the format
@@ -160,11 +148,20 @@ def write(fmt: str, directory: Path, name: str = "model") -> ModelFile:
         batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
         program = torch.export.export(model, (torch.zeros(2, WIDTH),), dynamic_shapes=({0: batch},))
         torch.export.save(program, str(path))
-    elif fmt in ENTRYPOINTS:
-        torch.save(model.state_dict(), path)
-        (directory / "contractmodel.py").write_text(MODULE)
     else:
+        torch.save(model.state_dict(), path)
+
+
+def write(fmt: str, directory: Path, name: str = "model") -> ModelFile:
+    """The model of `fmt` as `directory/name<suffix>` (plus its code for entrypoint formats)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model = build()
+    path = directory / f"{name}{suffix(fmt)}"
+    if fmt not in ("torchscript", "exported-program", *ENTRYPOINTS):
         raise ValueError(f"no model file for format {fmt}")
+    save(model, fmt, path)
+    if fmt in ENTRYPOINTS:
+        (directory / "contractmodel.py").write_text(MODULE)
     return ModelFile(path, ENTRYPOINTS.get(fmt), model)
 
 
